@@ -1,0 +1,48 @@
+# The README's two commands are `make run` and `make test`; everything else is for developers.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SAMPLE := build/sample
+# Tests and CI never touch the real user data dir.
+export RADVIEW_DATA_DIR ?= $(CURDIR)/build/userdata
+
+.PHONY: run test test-headless lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@ $(VENV)/.installed
+
+## run: install, write the sample study if missing, and open it
+run: $(VENV)/.installed
+	$(BIN)/radview sample --out $(SAMPLE) --if-missing
+	$(BIN)/radview info $(SAMPLE)/dicom --load
+
+## test: install with test extras and run the whole suite (lint, architecture, tests)
+test: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests benchmarks training
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest
+	$(MAKE) test-headless
+
+## test-headless: the non-GUI tests with Qt made unimportable, as napari's CI does
+test-headless: $(VENV)/.installed-test
+	RADVIEW_BLOCK_QT=1 $(BIN)/python -m pytest -m "not gui" -q -p no:cacheprovider tests/core tests/io tests/cli
+
+## bench: speed and memory benchmarks against named peers; JSON results in build/bench
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m benchmarks.load --out build/bench/load.json
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests benchmarks training
+	$(BIN)/lint-imports
+
+clean:
+	rm -rf build $(VENV)

@@ -1,0 +1,233 @@
+"""The ``radview`` command line.
+
+Commands print one line per problem (naming the file) and exit with 0 when something useful was
+done, 2 when the input could not be used at all. They never print a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from radview import __version__
+from radview.core.errors import RadviewError
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return EXIT_OK
+    try:
+        return args.handler(args)
+    except RadviewError as error:
+        print(f"radview: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("radview: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="radview", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"radview {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    info = commands.add_parser("info", help="list the series in a file or folder")
+    info.add_argument("path", type=Path, help="a DICOM/NIfTI/NRRD/MHA file or a folder")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    info.add_argument("--load", action="store_true",
+                      help="also decode the voxels; report load_seconds and peak_rss_mb")
+    info.set_defaults(handler=_cmd_info)
+
+    sample = commands.add_parser("sample", help="write the embedded synthetic sample study")
+    sample.add_argument("--out", type=Path, required=True, help="output folder")
+    sample.add_argument("--matrix", type=int, default=512, help="rows and columns (default 512)")
+    sample.add_argument("--slices", type=int, default=80, help="number of slices (default 80)")
+    sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sample.add_argument("--if-missing", action="store_true",
+                        help="do nothing when the folder already holds a sample study")
+    sample.set_defaults(handler=_cmd_sample)
+    return parser
+
+
+# ---------------------------------------------------------------------------- info
+def _cmd_info(args: argparse.Namespace) -> int:
+    from radview.io.dicom_load import load_stack
+    from radview.io.discover import discover
+    from radview.io.volume_files import read_volume_file
+
+    if not args.path.exists():
+        print(f"radview: {args.path}: does not exist", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    found = discover([args.path])
+    problems = list(found.problems)
+    series: list[dict] = []
+    for stack in found.stacks:
+        entry = _stack_entry(stack)
+        if args.load:
+            started = time.perf_counter()
+            try:
+                loaded = load_stack(stack)
+            except RadviewError as error:
+                problems.append(_problem(getattr(error, "path", stack.first_instance.path),
+                                         getattr(error, "reason", str(error))))
+                continue
+            problems.extend(loaded.problems)
+            entry.update(_loaded_entry(loaded.volume, time.perf_counter() - started))
+            entry["warnings"] = list(loaded.volume.warnings)
+        series.append(entry)
+    for path in found.volume_files:
+        started = time.perf_counter()
+        try:
+            volume = read_volume_file(path)
+        except RadviewError as error:
+            problems.append(_problem(path, getattr(error, "reason", str(error))))
+            continue
+        entry = _volume_entry(volume)
+        if args.load:
+            entry.update(_loaded_entry(volume, time.perf_counter() - started))
+        series.append(entry)
+
+    errors = [_error_entry(p) for p in problems]
+    if args.json:
+        print(json.dumps({"series": series, "errors": errors}, indent=2))
+    else:
+        _print_info_text(series, errors)
+    return EXIT_OK if series else EXIT_BAD_INPUT
+
+
+def _stack_entry(stack) -> dict:
+    rows, columns, slices = stack.rows, stack.columns, len(stack.slots)
+    return {
+        "kind": "dicom",
+        "study_uid": stack.study_uid,
+        "series_uid": stack.series_uid,
+        "stack": stack.part,
+        "series_number": stack.series_number,
+        "modality": stack.modality,
+        "description": stack.description,
+        "slice_count": slices,
+        "instance_count": len(stack.instances),
+        "matrix": [columns, rows, slices],
+        "spacing": [round(v, 6) for v in stack.spacing],
+        "origin": [round(v, 4) for v in stack.origin],
+        "direction": [[round(v, 6) for v in row] for row in stack.direction],
+        "orientation": stack.orientation_label,
+        "geometry_known": stack.geometry_known,
+        "transfer_syntaxes": sorted({h.transfer_syntax_uid for h in stack.instances}),
+        "warnings": list(stack.warnings),
+    }
+
+
+def _volume_entry(volume) -> dict:
+    columns, rows, slices = volume.size_xyz
+    return {
+        "kind": volume.source.kind,
+        "file": volume.source.paths[0],
+        "study_uid": "",
+        "series_uid": "",
+        "stack": "",
+        "series_number": None,
+        "modality": volume.modality,
+        "description": volume.source.description,
+        "slice_count": slices,
+        "instance_count": 1,
+        "matrix": [columns, rows, slices],
+        "spacing": [round(v, 6) for v in volume.spacing],
+        "origin": [round(v, 4) for v in volume.origin],
+        "direction": [[round(float(v), 6) for v in row] for row in volume.direction],
+        "orientation": "",
+        "geometry_known": volume.geometry_known,
+        "warnings": list(volume.warnings),
+    }
+
+
+def _loaded_entry(volume, seconds: float) -> dict:
+    voxels = volume.voxels
+    return {
+        "load_seconds": round(seconds, 4),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "dtype": str(voxels.dtype),
+        "value_range": [float(np.min(voxels)), float(np.max(voxels))] if voxels.size else [],
+        "unit": volume.rescale.unit,
+    }
+
+
+def _peak_rss_mb() -> float:
+    # ru_maxrss is in KiB on Linux; it is the process' lifetime peak, which is what a user of
+    # a one-shot command cares about.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _problem(path, reason: str):
+    from radview.io.dicom_header import FileProblem
+
+    return FileProblem(str(path), reason)
+
+
+def _error_entry(problem) -> dict:
+    return {"file": problem.path, "reason": problem.reason, "kind": problem.kind}
+
+
+def _print_info_text(series: list[dict], errors: list[dict]) -> None:
+    for entry in series:
+        columns, rows, slices = entry["matrix"]
+        sx, sy, sz = entry["spacing"]
+        title = entry["description"] or entry.get("file", "") or "(no description)"
+        if entry["stack"]:
+            title += f" [{entry['stack']}]"
+        print(f"{entry['modality'] or '--':4} {title}")
+        print(f"     {columns}x{rows}x{slices} voxels, {sx:g} x {sy:g} x {sz:g} mm, "
+              f"{entry['orientation'] or 'volume file'}; {entry['instance_count']} file(s)")
+        if entry["series_uid"]:
+            print(f"     series {entry['series_uid']}")
+        if "load_seconds" in entry:
+            print(f"     loaded in {entry['load_seconds']:.3f} s, {entry['dtype']}, "
+                  f"peak RSS {entry['peak_rss_mb']:.0f} MB")
+        for warning in entry["warnings"]:
+            print(f"     warning: {warning}")
+    if errors:
+        print(f"{len(errors)} file(s) not used:")
+        for error in errors:
+            print(f"  {error['file']}: {error['reason']}")
+    if not series:
+        print("nothing could be loaded", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------- sample
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from radview.io.sample_study import write_sample_study
+
+    if args.matrix < 32 or args.matrix > 1024:
+        print("radview: --matrix must be between 32 and 1024", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.slices < 8 or args.slices > 1000:
+        print("radview: --slices must be between 8 and 1000", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.if_missing and (args.out / "truth" / "lesions.json").exists():
+        print(f"sample study already in {args.out}")
+        return EXIT_OK
+    started = time.perf_counter()
+    written = write_sample_study(args.out, matrix=args.matrix, slices=args.slices, seed=args.seed)
+    print(f"sample study written to {args.out} in {time.perf_counter() - started:.1f} s")
+    print(f"  DICOM series: {written.dicom_dir}")
+    print(f"  truth: {written.labels_path}, {written.lesions_path}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

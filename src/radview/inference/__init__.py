@@ -1,0 +1,1 @@
+"""ONNX Runtime sessions, the model registry and the analysis pipelines (no Qt)."""

@@ -1,0 +1,1 @@
+"""Reading and writing files: DICOM scan/group/decode, NIfTI/NRRD/MHA, the study index."""

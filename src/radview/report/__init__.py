@@ -1,0 +1,1 @@
+"""Report content, figures, PDF and DICOM SEG/SR writers (no Qt)."""
