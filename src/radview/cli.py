@@ -225,7 +225,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     written = write_sample_study(args.out, matrix=args.matrix, slices=args.slices, seed=args.seed)
     print(f"sample study written to {args.out} in {time.perf_counter() - started:.1f} s")
     print(f"  DICOM series: {written.dicom_dir}")
-    print(f"  truth: {written.labels_path}, {written.lesions_path}")
+    print(f"  truth: {written.labels_nifti}, {written.lesions_json}")
     return EXIT_OK
 
 

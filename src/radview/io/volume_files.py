@@ -11,7 +11,7 @@ NIfTI geometry policy
    precision. When ``qform_code > 0`` as well and the two transforms put some corner voxel of the
    image more than 0.01 mm apart, a warning gives the largest distance in mm. It is reported, not
    resolved silently, because readers disagree here: ITK/SimpleITK sometimes take the qform (for
-   Debian mricron-data's ``AICHAmc.nii.gz`` the two choices are 126 mm apart).
+   Debian mricron-data's ``AICHAmc.nii.gz`` the two choices are up to 145 mm apart).
 2. Else ``qform_code > 0``: the qform (quaternion, ``pixdim[1:4]``, ``qfac = pixdim[0]``,
    ``qoffset``). A ``qfac`` other than -1 counts as 1, as the NIfTI standard says.
 3. Else (both codes 0, an "Analyze"-style file): spacing ``pixdim[1:4]``, origin 0 and the array
@@ -34,8 +34,8 @@ does); unknown units are taken as mm. The RAS+ result is converted to LPS by neg
 
 NIfTI voxel policy
 ------------------
-* Voxels keep the stored type (uint8, int8, int16, uint16, int32, uint32, float32), read without
-  scaling (``get_unscaled``).
+* Voxels keep the stored type (uint8, int8, int16, uint16, int32, uint32, float32), read
+  unscaled (an ``ArrayProxy`` with slope 1 and intercept 0, as ``get_unscaled`` would).
 * Scaling follows the NIfTI standard: ``scl_slope`` 0 or not finite means no scaling (the
   intercept is then ignored); a NaN ``scl_inter`` counts as 0; slope 1 with intercept 0 is no
   scaling. Any other pair gives float32 voxels ``slope * stored + inter``, recorded in
