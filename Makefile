@@ -27,7 +27,7 @@ run: $(VENV)/.installed
 
 ## test: install with test extras and run the whole suite (lint, architecture, tests)
 test: $(VENV)/.installed-test
-	$(BIN)/ruff check src tests benchmarks training
+	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 	$(MAKE) test-headless
@@ -41,7 +41,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m benchmarks.load --out build/bench/load.json
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check src tests benchmarks training
+	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
 clean:

@@ -11,7 +11,6 @@ and PixelSpacing is ``[row spacing, column spacing]`` = ``[spacing[1], spacing[0
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +41,7 @@ from pydicom.valuerep import format_number_as_ds
 import radview
 from radview.core.errors import LoadCancelled
 from radview.core.volume import Volume
+from radview.io.atomic import atomic_write, fsync_directory
 
 __all__ = [
     "writable_transfer_syntaxes",
@@ -224,7 +224,7 @@ def write_dicom_series(
             if progress is not None:
                 progress(k + 1, len(names))
         if fsync:
-            _fsync_directory(folder)
+            fsync_directory(folder)
     except BaseException:
         # Nothing partial is kept (DESIGN: outputs are all or nothing for the caller).
         _remove_partial(written, folder if created_folder else None)
@@ -477,30 +477,9 @@ def _set_encapsulated_pixels(ds: Dataset, stored: np.ndarray, syntax: UID) -> No
 
 
 def _write_atomically(ds: Dataset, path: Path, fsync: bool) -> Path:
-    """Write to a hidden temporary name in the same folder, then rename into place."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            dcmwrite(handle, ds, enforce_file_format=True)
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_write(path, fsync=fsync) as handle:
+        dcmwrite(handle, ds, enforce_file_format=True)
     return path
-
-
-def _fsync_directory(folder: Path) -> None:
-    """Make the renames durable too (a no-op where directories cannot be opened)."""
-    if os.name != "posix":
-        return
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _remove_partial(written: Sequence[Path], created_folder: Path | None) -> None:

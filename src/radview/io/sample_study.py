@@ -29,6 +29,7 @@ from radview.core.phantom import (
     PhantomLabel,
     make_abdomen_phantom,
 )
+from radview.io.atomic import write_bytes_atomically
 from radview.io.convert import volume_to_nifti
 from radview.io.dicom_write import CancelCallback, ProgressCallback, write_dicom_series
 
@@ -117,8 +118,8 @@ def write_sample_study(
     truth_dir.mkdir(exist_ok=True)
     labels_path = truth_dir / "labels.nii.gz"
     lesions_path = truth_dir / "lesions.json"
-    _write_bytes_atomically(labels_path, _labels_nifti_gz(phantom))
-    _write_bytes_atomically(lesions_path, _lesions_json(phantom, matrix, slices).encode("utf-8"))
+    write_bytes_atomically(labels_path, _labels_nifti_gz(phantom))
+    write_bytes_atomically(lesions_path, _lesions_json(phantom, matrix, slices).encode("utf-8"))
     if progress is not None:
         progress(total, total)
     return SampleStudyPaths(out_dir, dicom_dir, tuple(files), labels_path, lesions_path)
@@ -199,17 +200,3 @@ def _lesions_json(phantom: Phantom, matrix: int, slices: int) -> str:
         "lesions": [_lesion_record(lesion) for lesion in phantom.lesions],
     }
     return json.dumps(document, indent=2) + "\n"
-
-
-def _write_bytes_atomically(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, then rename over ``path``."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
