@@ -28,9 +28,8 @@ EXIT_BAD_INPUT = 2
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if not hasattr(args, "handler"):
-        parser.print_help()
-        return EXIT_OK
+    if not hasattr(args, "handler"):  # plain `radview`: the study browser
+        args = parser.parse_args(["view"])
     try:
         return args.handler(args)
     except RadviewError as error:
@@ -52,6 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--load", action="store_true",
                       help="also decode the voxels; report load_seconds and peak_rss_mb")
     info.set_defaults(handler=_cmd_info)
+
+    view = commands.add_parser("view", help="open the viewer (on PATH if given)")
+    view.add_argument("path", type=Path, nargs="?", help="a DICOM/NIfTI file or a folder")
+    view.add_argument("--labels", type=Path, help="a label map (NIfTI/NRRD/MHA) to overlay")
+    view.add_argument("--layout", choices=["1x1", "1x3", "2x2"], help="view layout")
+    view.add_argument("--screenshot", type=Path, metavar="FILE.png",
+                      help="save a PNG of the window once the series is shown, then exit")
+    view.set_defaults(handler=_cmd_view)
 
     sample = commands.add_parser("sample", help="write the embedded synthetic sample study")
     sample.add_argument("--out", type=Path, required=True, help="output folder")
@@ -206,6 +213,29 @@ def _print_info_text(series: list[dict], errors: list[dict]) -> None:
             print(f"  {error['file']}: {error['reason']}")
     if not series:
         print("nothing could be loaded", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------- view
+def _cmd_view(args: argparse.Namespace) -> int:
+    import os
+
+    from radview.app import offscreen_if_headless, run_gui
+
+    for path in (args.path, args.labels):
+        if path is not None and not path.exists():
+            print(f"radview: {path}: does not exist", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    if args.screenshot is not None:
+        offscreen_if_headless()
+    elif sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+        or os.environ.get("QT_QPA_PLATFORM")
+    ):
+        print("radview: no display to open a window on (use --screenshot FILE.png, or set "
+              "QT_QPA_PLATFORM=offscreen)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return run_gui(args.path, labels=args.labels, layout=args.layout,
+                   screenshot=args.screenshot)
 
 
 # ---------------------------------------------------------------------------- sample

@@ -125,6 +125,17 @@ def test_first_slice_arrives_before_the_last_and_progress_is_reported(ct_series)
     assert progress[-1] == (len(files), len(files))
 
 
+def test_provisional_volume_is_the_array_being_filled(ct_series):
+    expected, files = ct_series
+    found = discover([files[0].parent])
+    provisional = []
+    result = load_stack(found.stacks[0], on_start=provisional.append)
+    (early,) = provisional
+    assert early.voxels is result.volume.voxels
+    assert early.spacing == result.volume.spacing
+    np.testing.assert_array_equal(early.voxels, expected.voxels)
+
+
 def test_cancel_stops_loading(ct_series):
     from radview.core.errors import LoadCancelled
 
@@ -214,3 +225,20 @@ def test_coronal_display_of_loaded_series_uses_mm_aspect(ct_series):
     g = volume.plane_geometry(ViewPlane.CORONAL)
     assert g.pixel_spacing == pytest.approx((2.5, 0.8))
     assert g.edge_letters == ("S", "I", "R", "L")
+
+
+def test_monochrome1_keeps_values_and_asks_for_inverted_display(tmp_path):
+    from radview.core.viewer_state import ViewerState
+
+    expected = make_ct_volume(shape=(3, 8, 8))
+    files = write_series(expected, tmp_path / "m1")
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.PhotometricInterpretation = "MONOCHROME1"
+        ds.save_as(path)
+    volume, _ = load_only_stack(tmp_path / "m1")
+    np.testing.assert_array_equal(volume.voxels, expected.voxels)  # HU stay true
+    assert volume.display_inverted
+    state = ViewerState()
+    state.show_volume(volume)
+    assert state.invert is True

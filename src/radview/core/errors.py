@@ -25,6 +25,8 @@ __all__ = [
     "NonOrthonormalAffineError",
     "DegenerateAffineError",
     "LoadCancelled",
+    "NothingToOpenError",
+    "LabelMapError",
 ]
 
 
@@ -98,3 +100,11 @@ class DegenerateAffineError(InputFileError):
 
 class LoadCancelled(RadviewError):
     """The user cancelled a long operation; nothing partial is kept."""
+
+
+class NothingToOpenError(RadviewError):
+    """A file or folder holds nothing radview can show; the message lists why, file by file."""
+
+
+class LabelMapError(InputFileError):
+    """A label map file cannot be used with the displayed image (values, grid, type)."""

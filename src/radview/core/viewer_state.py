@@ -74,9 +74,23 @@ class ViewerState:
         self.study = study or StudyInfo(modality=volume.modality,
                                         series_description=volume.source.description)
         self.window = window_for(volume)
+        self.invert = volume.display_inverted
         centre = (np.asarray(volume.size_xyz) - 1) / 2.0
         self.volume = volume
         self.cursor = tuple(float(v) for v in volume.index_to_world(centre))
+
+    def replace_volume(self, volume: Volume) -> None:
+        """Swap in a volume on the same grid (e.g. the finished load of a provisional one),
+        keeping crosshair, window and labels."""
+        current = self.volume
+        if current is None or current.shape != volume.shape:
+            self.show_volume(volume)
+            return
+        self.volume = volume
+
+    def clear_volume(self) -> None:
+        self.labels = None
+        self.volume = None
 
     def slice_index(self, plane: ViewPlane) -> int:
         """The slice of ``plane`` through the crosshair."""

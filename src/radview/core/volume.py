@@ -133,6 +133,9 @@ class Volume:
     #: False when positions/orientation were missing: the images are shown as a 2D stack and
     #: nothing may be measured across slices.
     geometry_known: bool = True
+    #: MONOCHROME1 data: the modality shows low values bright. Voxels keep their true values
+    #: (measurements stay right); viewers start with an inverted grey scale instead.
+    display_inverted: bool = False
     warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -295,6 +298,27 @@ class Volume:
         array_pos[g.col_axis] = n_cols - 1 - col if g.col_flipped else col
         k, j, i = array_pos
         return self.index_to_world((i, j, k))
+
+    def plane_pixel_of_world(
+        self, plane: ViewPlane, xyz: np.ndarray | tuple[float, float, float]
+    ) -> tuple[float, float, float]:
+        """Continuous ``(slice index, row, col)`` of ``plane`` at an LPS point.
+
+        The exact inverse of :meth:`world_of_plane_pixel`: nothing is rounded or clamped, so
+        a point outside the grid gives numbers outside ``0..n - 1`` and a point between two
+        slices gives a fractional slice index (:meth:`plane_index_of_world` rounds it).
+        """
+        g = self.plane_geometry(plane)
+        i, j, k = (float(v) for v in self.world_to_index(xyz))
+        array_pos = (k, j, i)
+        normal = array_pos[g.normal_axis]
+        row = array_pos[g.row_axis]
+        col = array_pos[g.col_axis]
+        return (
+            g.slice_count - 1 - normal if g.normal_flipped else normal,
+            self.shape[g.row_axis] - 1 - row if g.row_flipped else row,
+            self.shape[g.col_axis] - 1 - col if g.col_flipped else col,
+        )
 
 
 def _take_view(array: np.ndarray, axis: int, index: int) -> np.ndarray:

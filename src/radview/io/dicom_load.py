@@ -38,7 +38,6 @@ from radview.core.errors import ImageTooLargeError, InputFileError, LoadCancelle
 from radview.core.volume import Rescale, Volume, VolumeSource
 from radview.io.dicom_header import FileProblem, FrameHeader, InstanceHeader
 from radview.io.dicom_pixels import (
-    PixelFormat,
     decode_frames,
     is_native_readable,
     pixel_format,
@@ -58,6 +57,8 @@ SliceCallback = Callable[[int, np.ndarray], None]
 _PROCESS_POOL_MIN_FRAMES = 16
 #: Frames per task for native reads: big enough to amortise overhead, small enough to stream.
 _NATIVE_BATCH = 8
+#: Frames per task for compressed multi-frame files (each task parses the file once).
+_CODEC_BATCH = 16
 
 
 @dataclass
@@ -89,9 +90,8 @@ def plan_voxel_type(stack: SeriesStack) -> tuple[np.dtype, bool]:
     if any(h.has_modality_lut_sequence for h in stack.instances):
         return np.dtype(np.float32), True
     identity = all(f.rescale_slope == 1.0 and f.rescale_intercept == 0.0 for f in frames)
-    inverted = any(h.photometric == "MONOCHROME1" for h in stack.instances)
     if identity and len({f.stored_dtype for f in formats}) == 1:
-        return next(iter(formats)).stored_dtype, inverted
+        return next(iter(formats)).stored_dtype, False
     integer_rescale = all(
         f.rescale_slope == 1.0 and float(f.rescale_intercept).is_integer() for f in frames
     )
@@ -114,12 +114,15 @@ def load_stack(
     progress: ProgressCallback | None = None,
     cancel: CancelCallback | None = None,
     on_slice: SliceCallback | None = None,
+    on_start: Callable[[Volume], None] | None = None,
     workers: int | None = None,
 ) -> LoadResult:
     """Decode every slice of ``stack`` into a new Volume.
 
     ``on_slice(index, image)`` is called (in the calling thread) as soon as each slice is in the
     volume, so a viewer can show the first slice long before the last one is decoded.
+    ``on_start(volume)`` receives, before decoding starts, a provisional Volume whose voxels are
+    the array being filled (blank until each slice lands); the returned Volume shares it.
     ``progress(done, total)`` is throttled to 20 calls per second; ``cancel()`` is polled
     between slices and raises :class:`LoadCancelled`. A frame that cannot be decoded is left
     blank and reported in ``problems`` and the volume's warnings; the rest still loads.
@@ -132,15 +135,16 @@ def load_stack(
     blank_value = _blank_value(stack, dtype)
     warnings = list(stack.warnings)
     problems: list[FileProblem] = []
-    inverted = any(h.photometric == "MONOCHROME1" for h in stack.instances)
-    if inverted:
-        warnings.append("MONOCHROME1 image inverted so that higher values are brighter")
     if any(h.samples_per_pixel == 3 for h in stack.instances):
         warnings.append("colour image shown as greyscale luminance")
 
-    for slot, frame in enumerate(stack.slots):
-        if frame is None:
-            voxels[slot] = blank_value
+    if on_start is not None:
+        voxels.fill(blank_value)  # a viewer shows this array while it fills: no garbage
+        on_start(_volume(stack, voxels, tuple(warnings)))
+    else:
+        for slot, frame in enumerate(stack.slots):
+            if frame is None:
+                voxels[slot] = blank_value
 
     tasks = _plan_tasks(stack)
     by_path = {h.path: h for h in stack.instances}
@@ -193,7 +197,12 @@ def load_stack(
     if clipped:
         info = np.iinfo(dtype)
         warnings.append(f"{clipped} voxel(s) outside {info.min}..{info.max} clipped")
-    volume = Volume(
+    volume = _volume(stack, voxels, tuple(warnings))
+    return LoadResult(volume, problems, time.perf_counter() - started)
+
+
+def _volume(stack: SeriesStack, voxels: np.ndarray, warnings: tuple[str, ...]) -> Volume:
+    return Volume(
         voxels=voxels,
         spacing=stack.spacing,
         origin=stack.origin,
@@ -208,9 +217,9 @@ def load_stack(
             description=" ".join(p for p in (stack.description, stack.part) if p),
         ),
         geometry_known=stack.geometry_known,
-        warnings=tuple(warnings),
+        display_inverted=any(h.photometric == "MONOCHROME1" for h in stack.instances),
+        warnings=warnings,
     )
-    return LoadResult(volume, problems, time.perf_counter() - started)
 
 
 # ---------------------------------------------------------------------------- planning
@@ -227,7 +236,9 @@ def _plan_tasks(stack: SeriesStack) -> list[_Task]:
     for path, entries in ordered:
         header = headers[path]
         native = is_native_readable(header)
-        batch = _NATIVE_BATCH if native else len(entries)
+        # Native reads stream in small batches; a compressed multi-frame file is split too,
+        # so that both worker processes decode it.
+        batch = _NATIVE_BATCH if native else _CODEC_BATCH
         for start in range(0, len(entries), batch):
             chunk = entries[start:start + batch]
             tasks.append(_Task(header, tuple(f.frame for _, f in chunk),
@@ -259,6 +270,8 @@ def _rescale_info(stack: SeriesStack) -> Rescale:
     rescale_type = stack.first_instance.rescale_type
     if stack.modality == "CT" and rescale_type in ("", "HU"):
         unit = "HU"
+    elif stack.modality == "RTDOSE":
+        unit = "Gy"
     else:
         unit = "" if rescale_type == "US" else rescale_type  # US = unspecified
     return Rescale(first.rescale_slope, first.rescale_intercept, unit, applied=True)
@@ -289,7 +302,7 @@ def _submit(task: _Task, codec_pool: Executor, io_pool: Executor, voxels: np.nda
     deflated = UID(task.header.transfer_syntax_uid) == DeflatedExplicitVRLittleEndian
     return codec_pool.submit(
         decode_frames, task.header.path, list(task.frames), task.header.number_of_frames,
-        deflated,
+        deflated, task.header.photometric == "PALETTE COLOR",
     )
 
 
@@ -317,7 +330,7 @@ def _task_result(future, task, by_path, problems, warnings) -> list[np.ndarray |
 
 def _place(voxels, slot, image, frame: FrameHeader, header: InstanceHeader,
            needs_rescale: bool) -> int:
-    """Put one frame of stored values into the volume, inverting and rescaling it.
+    """Put one frame of stored values into the volume, applying the modality LUT.
 
     ``image`` may already be the volume's own slice (native reads land there directly); the
     work is then done in place. Returns how many voxels had to be clipped to the voxel type.
@@ -325,9 +338,6 @@ def _place(voxels, slot, image, frame: FrameHeader, header: InstanceHeader,
     target = voxels[slot]
     if image.shape != target.shape:
         raise InputFileError(header.path, f"frame is {image.shape}, series is {target.shape}")
-    if header.photometric == "MONOCHROME1":
-        fmt: PixelFormat = pixel_format(header)
-        image = np.subtract(fmt.stored_min + fmt.stored_max, image, dtype=np.int64)
     if header.has_modality_lut_sequence:
         target[...] = _apply_modality_lut_sequence(header.path, image)
         return 0

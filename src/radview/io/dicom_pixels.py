@@ -117,6 +117,14 @@ def check_pixel_description(header: InstanceHeader) -> None:
                 path, f"pixel data holds {available} bytes, {header.rows} x {header.columns} x "
                 f"{header.number_of_frames} frames x {max(ba, 8) // 8} bytes needs {needed}"
             )
+        if header.pixel_data_length >= 2 * needed:
+            # Whole extra frames: the header under-declares (a damaged Number of Frames);
+            # showing only part of the data without a word would mislead.
+            raise InvalidPixelDescriptionError(
+                path, f"pixel data holds {header.pixel_data_length} bytes, "
+                f"{header.pixel_data_length // needed} times what {header.number_of_frames} "
+                "frame(s) need; Number of Frames is probably wrong"
+            )
 
 
 def check_decoder_available(header: InstanceHeader) -> None:
@@ -140,6 +148,9 @@ def check_decoder_available(header: InstanceHeader) -> None:
 
 def pixel_format(header: InstanceHeader) -> PixelFormat:
     """Stored sample type of a file (call :func:`check_pixel_description` first)."""
+    if header.photometric == "PALETTE COLOR":  # shown as luminance of 8- or 16-bit LUTs
+        native = np.dtype(np.uint16)
+        return PixelFormat(native, native, 16, False, 0, 65535)
     signed = header.pixel_representation == 1
     ba = max(header.bits_allocated, 8)  # 1-bit data is unpacked to bytes by pydicom
     kind = "i" if signed else "u"
@@ -153,12 +164,16 @@ def pixel_format(header: InstanceHeader) -> PixelFormat:
 
 def is_native_readable(header: InstanceHeader) -> bool:
     """True when frames can be read straight from the file (no codec, no pydicom)."""
+    syntax = UID(header.transfer_syntax_uid)
     return (
-        UID(header.transfer_syntax_uid) in _NATIVE_SYNTAXES
+        syntax in _NATIVE_SYNTAXES
         and header.pixel_data_offset is not None
         and header.pixel_data_length is not None
         and header.bits_allocated in (8, 16, 32)
         and header.samples_per_pixel == 1
+        and header.photometric != "PALETTE COLOR"
+        # 8-bit samples in big-endian OW data are byte-swapped in pairs: let pydicom do it
+        and not (syntax == ExplicitVRBigEndian and header.bits_allocated == 8)
     )
 
 
@@ -220,46 +235,77 @@ def _to_stored_values(image: np.ndarray, fmt: PixelFormat, bits_allocated: int) 
 
 
 def decode_frames(
-    path: str, frames: list[int], number_of_frames: int, deflated: bool = False
+    path: str, frames: list[int], number_of_frames: int, deflated: bool = False,
+    palette: bool = False,
 ) -> list[np.ndarray]:
     """Stored values of ``frames`` decoded by pydicom (compressed, deflated, 1-bit, colour).
 
-    Colour images are converted to luminance (ITU-R BT.601) because the viewer is greyscale.
-    Runs in a worker process, so it takes and returns only plain picklable values.
+    Colour and palette-colour images are converted to luminance (ITU-R BT.601) because the
+    viewer is greyscale. Runs in a worker process, so it takes and returns only plain
+    picklable values.
     """
-    from pydicom.pixels import pixel_array
-
-    results = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # standard violations are not the user's problem
-        for frame in frames:
-            try:
-                if deflated:
-                    # pixel_array(path) cannot inflate a deflated dataset; dcmread can
-                    image = pydicom.dcmread(path).pixel_array
-                    image = image[frame] if number_of_frames > 1 else image
-                elif number_of_frames > 1:
-                    image = pixel_array(path, index=frame)
-                else:
-                    image = pixel_array(path)
-            except (MemoryError, KeyboardInterrupt):
-                raise
-            except Exception as error:  # noqa: BLE001 - codecs raise anything; report it
-                message = str(error).strip().splitlines()
-                detail = " ".join(line.strip() for line in message[:3])[:200] if message else (
-                    type(error).__name__
-                )
-                raise DecodeError(path, f"frame {frame + 1}: cannot decode ({detail})") from None
-            if image.ndim == 3 and image.shape[-1] == 3:
-                image = _luminance(image)
-            results.append(np.ascontiguousarray(image))
+        try:
+            images = _decode(path, frames, number_of_frames, deflated)
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as error:  # noqa: BLE001 - codecs raise anything; report it
+            message = str(error).strip().splitlines()
+            detail = " ".join(line.strip() for line in message[:3])[:200] if message else (
+                type(error).__name__
+            )
+            first = frames[0] + 1
+            where = f"frame {first}" if len(frames) == 1 else f"frames {first}-{frames[-1] + 1}"
+            raise DecodeError(path, f"{where}: cannot decode ({detail})") from None
+        if palette:
+            from pydicom.pixels import apply_color_lut
+
+            header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            images = [apply_color_lut(image, header) for image in images]
+    results = []
+    for image in images:
+        if image.ndim == 3 and image.shape[-1] == 3:
+            image = _luminance(image)
+        results.append(np.ascontiguousarray(image))
     return results
 
 
+def _decode(path: str, frames: list[int], number_of_frames: int,
+            deflated: bool) -> list[np.ndarray]:
+    from pydicom.pixels import iter_pixels
+
+    if not deflated:
+        try:
+            # One parse of the file for all the frames of this task.
+            return list(iter_pixels(path, indices=frames if number_of_frames > 1 else None))
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except Exception:  # noqa: BLE001, S110 - retried below through the full reader
+            # pydicom's path-based reader trusts the transfer syntax; dcmread also copes
+            # with files whose dataset encoding contradicts it (seen in real files).
+            pass
+    dataset = pydicom.dcmread(path, force=True)  # the scan accepted this file
+    if "TransferSyntaxUID" not in dataset.file_meta:  # old preamble-less file: use its encoding
+        implicit, little = dataset.original_encoding
+        dataset.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit
+            else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        )
+    pixels = dataset.pixel_array
+    if number_of_frames == 1:
+        return [pixels]
+    return [pixels[frame] for frame in frames]
+
+
 def _luminance(rgb: np.ndarray) -> np.ndarray:
-    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    grey = rgb.astype(np.float32) @ weights
-    return np.rint(grey).astype(rgb.dtype)
+    """BT.601 luma in the samples' own type (float64 maths: 32-bit samples must not wrap)."""
+    weights = np.array([0.299, 0.587, 0.114])
+    grey = np.rint(rgb.astype(np.float64) @ weights)
+    info = np.iinfo(rgb.dtype) if rgb.dtype.kind in "iu" else None
+    if info is not None:
+        np.clip(grey, info.min, info.max, out=grey)
+    return grey.astype(rgb.dtype)
 
 
 def read_dataset_for_modality_lut(path: str) -> pydicom.Dataset:

@@ -23,6 +23,7 @@ from pydicom.errors import InvalidDicomError
 
 from radview.core.errors import (
     InputFileError,
+    InvalidPixelDescriptionError,
     NotAnImageError,
     NotDicomError,
     TruncatedFileError,
@@ -185,6 +186,10 @@ def _instance_from_dataset(ds: Dataset, path: Path, size: int, mtime_ns: int) ->
     rows = _int(ds, "Rows") or 0
     columns = _int(ds, "Columns") or 0
     frames_declared = _int(ds, "NumberOfFrames") or 1
+    if _multi(ds, "NumberOfFrames") and _int(ds, "NumberOfFrames") is None:
+        raise InvalidPixelDescriptionError(
+            path, f"Number of Frames {_text(ds, 'NumberOfFrames')!r} is not a number"
+        )
     header = InstanceHeader(
         path=str(path),
         file_size=size,
@@ -249,7 +254,8 @@ def _frames(ds: Dataset, path: Path, count: int) -> tuple[FrameHeader, ...]:
         orientation=_floats(ds, "ImageOrientationPatient", 6),
         pixel_spacing=_floats(ds, "PixelSpacing", 2),
         slice_thickness=_float(ds, "SliceThickness"),
-        rescale_slope=_float(ds, "RescaleSlope") or 1.0,
+        # RT Dose stores its scaling as Dose Grid Scaling (to Gy) instead of Rescale Slope
+        rescale_slope=_float(ds, "RescaleSlope") or _float(ds, "DoseGridScaling") or 1.0,
         rescale_intercept=_float(ds, "RescaleIntercept") or 0.0,
         instance_number=_int(ds, "InstanceNumber"),
         acquisition_number=_int(ds, "AcquisitionNumber"),

@@ -28,6 +28,14 @@ Design choices
   was not seen is removed only if it is really gone. A scanned folder that does not exist at
   all (an unplugged drive) is reported as a problem and its entries are kept;
   :meth:`StudyIndex.forget` removes them on request.
+* **Annotations are the user's work, kept apart from the scanned data.** The ``annotation``
+  table (schema 2) is keyed by a series key string and a stack name, with no foreign key to
+  ``series``: rescans, pruning and :meth:`StudyIndex.forget` never delete a radiologist's
+  measurements, and volumes that are not DICOM (NIfTI files) can be annotated too. Each row holds
+  one :class:`~radview.core.annotations.Annotation` as JSON; a damaged row is skipped with a
+  one-line warning, never a crash.
+* **Schema upgrades happen in place.** ``_MIGRATIONS[n]`` turns schema ``n - 1`` into ``n``; a new
+  file gets the version 1 tables and then every migration, so both routes give one layout.
 * **Search is literal substring matching** on case-folded copies of the searched columns
   (``instr``, not ``LIKE``): the user's ``%`` and ``_`` need no escaping, non-ASCII letters
   fold correctly (SQLite's ``LIKE`` folds ASCII only), and long input cannot hit ``LIKE``'s
@@ -37,6 +45,8 @@ Design choices
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import re
 import sqlite3
@@ -50,6 +60,7 @@ from typing import Any
 
 import platformdirs
 
+from radview.core.annotations import Annotation
 from radview.core.errors import InputFileError, LoadCancelled, RadviewError
 from radview.io.dicom_header import FileProblem, FrameHeader, InstanceHeader
 
@@ -66,7 +77,8 @@ __all__ = [
 ]
 
 #: Version of the database layout this module writes (``PRAGMA user_version``).
-SCHEMA_VERSION = 1
+#: 1: patients, studies, series, instances, failed files. 2: + annotations.
+SCHEMA_VERSION = 2
 #: Environment variable naming radview's data folder (tests and CI point it at a temp dir).
 DATA_DIR_ENV = "RADVIEW_DATA_DIR"
 #: ``PRAGMA application_id`` marking the file as a radview index ("RDVI").
@@ -89,6 +101,7 @@ HeaderReader = Callable[[Path], InstanceHeader]
 
 # The clock used for progress throttling; a module attribute so tests can drive it.
 _monotonic = time.monotonic
+_log = logging.getLogger(__name__)
 
 
 class StudyIndexError(RadviewError):
@@ -245,6 +258,24 @@ _SCHEMA = (
     ) WITHOUT ROWID""",
 )
 
+# Schema upgrades: _MIGRATIONS[n] turns schema n - 1 into n. Only ever append to this.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        # series_uid holds any stable series key (a Series Instance UID, or a volume file's
+        # path); stack is the SeriesStack part ("" for a whole series). No foreign key on
+        # purpose: see the module docstring.
+        """CREATE TABLE annotation (
+            series_uid TEXT NOT NULL,
+            stack TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            payload TEXT NOT NULL,
+            updated_ns INTEGER NOT NULL
+        )""",
+        "CREATE INDEX annotation_by_series ON annotation (series_uid, stack, position)",
+    ),
+}
+assert sorted(_MIGRATIONS) == list(range(2, SCHEMA_VERSION + 1)), "a migration is missing"
+
 # Shared SELECT of the browser rows; the aggregates are computed on demand because they change
 # with every update and are cheap with the indexes above.
 _STUDY_SELECT = f"""
@@ -359,17 +390,26 @@ class StudyIndex:
         if version == SCHEMA_VERSION:
             return
         with self._transaction():
-            # Checked again under the write lock: another process may have just created it.
+            # Checked again under the write lock: another process may have just created or
+            # upgraded it.
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == SCHEMA_VERSION:
                 return
-            if db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
-                raise StudyIndexError(
-                    f"{self.path}: not a radview study index (an SQLite database with other tables)"
-                )
-            for statement in _SCHEMA:
-                db.execute(statement)
-            db.execute(f"PRAGMA application_id={_APPLICATION_ID}")
+            if version == 0:
+                if db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+                    raise StudyIndexError(
+                        f"{self.path}: not a radview study index (an SQLite database with "
+                        "other tables)"
+                    )
+                for statement in _SCHEMA:
+                    db.execute(statement)
+                db.execute(f"PRAGMA application_id={_APPLICATION_ID}")
+                version = 1
+            # In the same transaction as everything else: an upgrade that fails half-way
+            # (disk full) leaves the file at its old version, still usable.
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[target]:
+                    db.execute(statement)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextmanager
@@ -794,6 +834,116 @@ class StudyIndex:
             rows = self._db.execute(sql, params).fetchall()
         return [_study_row(row) for row in rows]
 
+    # ------------------------------------------------------------------ annotations
+    def save_annotations(
+        self, series_key: str, annotations: Iterable[Annotation], *, stack: str = ""
+    ) -> None:
+        """Store ``annotations`` as the complete set for one series (or stack of it).
+
+        Replaces whatever was stored for ``(series_key, stack)`` in one transaction; an empty
+        list deletes them. The order is kept.
+
+        Parameters
+        ----------
+        series_key
+            A stable key of the series: its Series Instance UID for DICOM, the file path of a
+            NIfTI/NRRD/MHA volume.
+        annotations
+            The annotations, in display order.
+        stack
+            Which stack of the series (:attr:`radview.io.dicom_series.SeriesStack.part`);
+            ``""`` for a whole series.
+
+        Raises
+        ------
+        ValueError
+            An annotation has a non-finite coordinate (nothing is written).
+        StudyIndexError
+            The database failed (damaged, busy, disk full); the stored set is unchanged.
+        """
+        payloads = []
+        for annotation in annotations:
+            if not isinstance(annotation, Annotation):
+                raise TypeError(f"expected an Annotation, got {type(annotation).__name__}")
+            # allow_nan=False: NaN is not JSON, and a NaN point cannot be measured anyway
+            payloads.append(
+                json.dumps(
+                    annotation.to_json(), ensure_ascii=True, allow_nan=False, separators=(",", ":")
+                )
+            )
+        key, part = _text(series_key), _text(stack)
+        now = time.time_ns()
+        with self._errors(), self._transaction():
+            self._db.execute(
+                "DELETE FROM annotation WHERE series_uid = ? AND stack = ?", (key, part)
+            )
+            self._db.executemany(
+                "INSERT INTO annotation (series_uid, stack, position, payload, updated_ns) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(key, part, position, text, now) for position, text in enumerate(payloads)],
+            )
+
+    def read_annotations(
+        self, series_key: str, *, stack: str = ""
+    ) -> tuple[list[Annotation], list[str]]:
+        """The stored annotations of one series, and a warning for each damaged row.
+
+        A row that is not valid JSON, or not a valid annotation, or repeats an id, is skipped;
+        its warning is one line naming the index file, the series and what is wrong.
+
+        Raises
+        ------
+        StudyIndexError
+            The database itself failed.
+        """
+        with self._errors():
+            rows = self._db.execute(
+                "SELECT position, payload FROM annotation WHERE series_uid = ? AND stack = ? "
+                "ORDER BY position, rowid",
+                (_text(series_key), _text(stack)),
+            ).fetchall()
+        annotations: list[Annotation] = []
+        warnings: list[str] = []
+        seen: set[str] = set()
+        of_series = f"of series {series_key!r}" + (f" stack {stack!r}" if stack else "")
+        for position, payload in rows:
+            try:
+                annotation = _annotation_from_json(payload)
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                # edited or damaged outside radview: keep the rest of the user's work
+                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+                warnings.append(
+                    f"{self.path}: annotation {position} {of_series} is damaged ({reason}); "
+                    "skipped"
+                )
+                continue
+            if annotation.id in seen:
+                warnings.append(
+                    f"{self.path}: annotation {position} {of_series} repeats id "
+                    f"{annotation.id!r}; skipped"
+                )
+                continue
+            seen.add(annotation.id)
+            annotations.append(annotation)
+        return annotations, warnings
+
+    def load_annotations(self, series_key: str, *, stack: str = "") -> list[Annotation]:
+        """The stored annotations of one series, in the saved order.
+
+        Damaged rows are skipped and each is logged as a one-line warning; use
+        :meth:`read_annotations` to get those warnings instead. Never raises for a damaged
+        row.
+
+        Raises
+        ------
+        StudyIndexError
+            The database itself failed.
+        """
+        annotations, warnings = self.read_annotations(series_key, stack=stack)
+        for warning in warnings:
+            _log.warning("%s", warning)
+        return annotations
+
     def headers_for_series(self, series_uid: str) -> list[InstanceHeader]:
         """The stored headers of a series' files, exactly as the reader returned them.
 
@@ -964,3 +1114,17 @@ def _header_from_json(text: str) -> InstanceHeader:
     record = json.loads(text)
     frames = tuple(FrameHeader(**_known(FrameHeader, item)) for item in record.pop("frames", ()))
     return InstanceHeader(**_known(InstanceHeader, record), frames=frames)
+
+
+def _annotation_from_json(text: str) -> Annotation:
+    record = json.loads(text)
+    if not isinstance(record, dict):
+        raise TypeError(f"expected a JSON object, got {type(record).__name__}")
+    annotation = Annotation.from_json(record)
+    if not all(math.isfinite(v) for point in annotation.points for v in point):
+        raise ValueError("a point has a non-finite coordinate")
+    if any(len(point) != 3 for point in annotation.points):
+        raise ValueError("a point does not have three coordinates")
+    if annotation.slice_index < 0:
+        raise ValueError(f"negative slice index {annotation.slice_index}")
+    return annotation
