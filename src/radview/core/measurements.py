@@ -120,6 +120,8 @@ def measure(annotation: Annotation, volume: Volume) -> tuple[Measurement, ...]:
         A region annotation's slice does not exist in ``volume`` (annotation of another
         volume).
     """
+    # A 2D stack (geometry unknown) has trustworthy pixel spacing but no slice spacing, so
+    # millimetres are valid only in the acquired plane (the one cut across array axis 0).
     in_plane_mm_valid = volume.geometry_known or (
         volume.plane_geometry(annotation.plane).normal_axis == 0
     )
@@ -172,15 +174,18 @@ def region_mask(
         A boolean mask of the shape's bounding box clipped to the image, and the slice pixel
         of its top-left element (so ``image[row0:row0 + h, col0:col0 + w][mask]`` are the
         pixels inside). The mask may be empty (shape of zero rows or columns).
+
+    Raises
+    ------
+    ValueError
+        ``annotation`` is a ruler or an angle.
+    IndexError
+        Its slice does not exist in ``volume``.
     """
     if annotation.kind not in (AnnotationKind.ELLIPSE, AnnotationKind.RECTANGLE):
         raise ValueError(f"a {annotation.kind.value} has no region")
     n_rows, n_cols = volume.plane_slice(annotation.plane, annotation.slice_index).shape
-    (_, r_a, c_a), (_, r_b, c_b) = (
-        volume.plane_pixel_of_world(annotation.plane, p) for p in annotation.points
-    )
-    top, bottom = sorted((r_a, r_b))
-    left, right = sorted((c_a, c_b))
+    top, bottom, left, right = _pixel_box(annotation, volume)
     tol = _INSIDE_TOLERANCE_PX
     row0 = max(0, math.ceil(top - tol))
     row1 = min(n_rows - 1, math.floor(bottom + tol))
@@ -202,6 +207,17 @@ def region_mask(
     limit = (1 + tol / min(semi_rows, semi_cols)) ** 2
     inside = ((rows - centre_row) / semi_rows) ** 2 + ((cols - centre_col) / semi_cols) ** 2
     return inside <= limit, (row0, col0)
+
+
+def _pixel_box(annotation: Annotation, volume: Volume) -> tuple[float, float, float, float]:
+    """``(top, bottom, left, right)``: the two corner points as continuous slice pixels.
+
+    Only the in-plane coordinates are used; the slice is ``annotation.slice_index``.
+    """
+    (_, r_a, c_a), (_, r_b, c_b) = (
+        volume.plane_pixel_of_world(annotation.plane, point) for point in annotation.points
+    )
+    return min(r_a, r_b), max(r_a, r_b), min(c_a, c_b), max(c_a, c_b)
 
 
 def _region(annotation: Annotation, volume: Volume, *, with_mm: bool) -> tuple[Measurement, ...]:
@@ -245,11 +261,9 @@ def _region(annotation: Annotation, volume: Volume, *, with_mm: bool) -> tuple[M
         )
     )
     if annotation.kind is AnnotationKind.ELLIPSE:
-        (_, r_a, c_a), (_, r_b, c_b) = (
-            volume.plane_pixel_of_world(annotation.plane, p) for p in annotation.points
-        )
-        semi_rows_mm = abs(r_b - r_a) / 2 * row_mm
-        semi_cols_mm = abs(c_b - c_a) / 2 * col_mm
+        top, bottom, left, right = _pixel_box(annotation, volume)
+        semi_rows_mm = (bottom - top) / 2 * row_mm
+        semi_cols_mm = (right - left) / 2 * col_mm
         result.append(
             Measurement(
                 MeasurementName.ELLIPSE_AREA,
