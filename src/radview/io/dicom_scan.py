@@ -20,6 +20,7 @@ import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 
 from radview.core.errors import (
     InputFileError,
@@ -29,6 +30,7 @@ from radview.core.errors import (
     TruncatedFileError,
     UnsupportedTransferSyntaxError,
 )
+from radview.io.dicom_fast_header import HEAD_BYTES, FastHeader, parse_fast_header
 from radview.io.dicom_header import FileProblem, FrameHeader, InstanceHeader
 
 __all__ = [
@@ -107,6 +109,17 @@ def read_instance_header(path: Path | str) -> InstanceHeader:
         raise InputFileError(path, f"cannot read file ({error.strerror})") from error
     if stat.st_size == 0:
         raise NotDicomError(path, "empty file")
+    fast = _read_fast(path)
+    if fast is not None:
+        try:
+            return _instance_from_dataset(
+                fast, path, stat.st_size, stat.st_mtime_ns,
+                transfer_syntax=fast.transfer_syntax_uid,
+                media_sop_class=fast.media_storage_sop_class_uid,
+                pixel_location=(True, fast.pixel_offset, fast.pixel_length),
+            )
+        except PARSER_FAILURES:
+            pass  # values the fast path cannot convert: pydicom decides below
     # pydicom warns about the many small standard violations found in real files (while
     # parsing and while converting values); those are not the user's problem. A warning that
     # the file ended early is: it becomes an error.
@@ -114,7 +127,7 @@ def read_instance_header(path: Path | str) -> InstanceHeader:
         warnings.simplefilter("always")
         try:
             dataset = _parse(path)
-            header = _instance_from_dataset(dataset, path, stat.st_size, stat.st_mtime_ns)
+            header = _instance_from_pydicom(dataset, path, stat.st_size, stat.st_mtime_ns)
         except PARSER_FAILURES as error:
             failure: InputFileError | None = TruncatedFileError(
                 path, f"damaged header ({_first_line(error)})"
@@ -164,7 +177,16 @@ def _looks_like_raw_dataset(path: Path) -> bool:
     return group_le in (0x0002, 0x0008) or group_be in (0x0002, 0x0008)
 
 
-def _instance_from_dataset(ds: Dataset, path: Path, size: int, mtime_ns: int) -> InstanceHeader:
+def _read_fast(path: Path) -> FastHeader | None:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(HEAD_BYTES)
+    except OSError:
+        return None  # the pydicom path reports the error with its reason
+    return parse_fast_header(head)
+
+
+def _instance_from_pydicom(ds: Dataset, path: Path, size: int, mtime_ns: int) -> InstanceHeader:
     meta = getattr(ds, "file_meta", None)
     transfer_syntax = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta else ""
     if not transfer_syntax:
@@ -174,15 +196,31 @@ def _instance_from_dataset(ds: Dataset, path: Path, size: int, mtime_ns: int) ->
             if ds.original_encoding[0]
             else pydicom.uid.ExplicitVRLittleEndian
         )
-    sop_class = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "")
-                                                   if meta else ""))
+    media_sop_class = str(meta.get("MediaStorageSOPClassUID", "") or "") if meta else ""
+    return _instance_from_dataset(ds, path, size, mtime_ns, transfer_syntax=transfer_syntax,
+                                  media_sop_class=media_sop_class,
+                                  pixel_location=_pixel_data_location(ds))
+
+
+def _instance_from_dataset(
+    ds: Dataset | FastHeader,
+    path: Path,
+    size: int,
+    mtime_ns: int,
+    *,
+    transfer_syntax: str,
+    media_sop_class: str,
+    pixel_location: tuple[bool, int | None, int | None],
+) -> InstanceHeader:
+    """The header record from either reader (both answer ``get(keyword)`` and ``in``)."""
+    sop_class = str(ds.get("SOPClassUID", "") or media_sop_class)
     sop_instance = str(ds.get("SOPInstanceUID", "") or "")
     if "DirectoryRecordSequence" in ds:
         raise NotAnImageError(path, "DICOMDIR (a media index, not an image)")
     if not sop_instance and not ds.get("Rows"):
         raise NotAnImageError(path, "DICOM data without an image (no SOP Instance UID, no Rows)")
 
-    has_pixels, offset, length = _pixel_data_location(ds)
+    has_pixels, offset, length = pixel_location
     rows = _int(ds, "Rows") or 0
     columns = _int(ds, "Columns") or 0
     frames_declared = _int(ds, "NumberOfFrames") or 1
@@ -221,7 +259,7 @@ def _instance_from_dataset(ds: Dataset, path: Path, size: int, mtime_ns: int) ->
         bits_stored=_int(ds, "BitsStored") or 0,
         high_bit=_int(ds, "HighBit") or 0,
         pixel_representation=_int(ds, "PixelRepresentation") or 0,
-        image_type=tuple(str(v).upper() for v in _multi(ds, "ImageType")),
+        image_type=tuple(str(v).strip().upper() for v in _multi(ds, "ImageType")),
         rescale_type=_text(ds, "RescaleType"),
         has_modality_lut_sequence="ModalityLUTSequence" in ds,
         has_pixel_data=has_pixels,
@@ -359,6 +397,8 @@ def _text(ds: Dataset, keyword: str) -> str:
         return ""
     if isinstance(value, bytes):
         return value.decode("latin-1", errors="replace").strip()
+    if isinstance(value, list | tuple | MultiValue):  # several values: DICOM's own separator
+        return "\\".join(str(v).strip() for v in value).replace("\x00", "")
     return str(value).strip().replace("\x00", "")
 
 
