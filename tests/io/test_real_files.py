@@ -174,56 +174,56 @@ EXPECTED: dict[str, str] = {
     "pydicom/dicomdirtests/DICOMDIR-reordered": "not_image",  # media index
     "pydicom/dicomdirtests/README.txt": "not_dicom",  # text
     "pydicom/dicomdirtests/TINY_ALPHA/DICOMDIR": "not_image",  # media index
-    _TINY + "IM000000": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM000001": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM000002": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM000003": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM000004": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM000005": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM000006": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM000007": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM000008": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM000009": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000A": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000B": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000C": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000D": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000E": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000F": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000G": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000H": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000I": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000J": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000K": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000L": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000M": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000N": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000O": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000P": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000Q": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000R": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000S": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000T": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000U": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000V": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000W": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000X": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000Y": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00000Z": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM000010": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM000011": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM000012": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM000013": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM000014": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM000015": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM000016": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM000017": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM000018": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM000019": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00001A": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00001B": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00001C": "not_image",  # File-set fixture, no pixels
-    _TINY + "IM00001D": "not_image",  # File-set fixture, no pixels
+    _TINY + "IM000000": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM000001": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM000002": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM000003": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM000004": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM000005": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM000006": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM000007": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM000008": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM000009": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000A": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000B": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000C": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000D": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000E": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000F": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000G": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000H": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000I": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000J": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000K": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000L": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000M": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000N": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000O": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000P": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000Q": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000R": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000S": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000T": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000U": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000V": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000W": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000X": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000Y": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00000Z": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM000010": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM000011": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM000012": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM000013": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM000014": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM000015": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM000016": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM000017": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM000018": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM000019": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00001A": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00001B": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00001C": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
+    _TINY + "IM00001D": "corrupt",  # CT Image Storage header, no Pixel Data (File-set fixture)
     "pydicom/dicomdirtests/TINY_ALPHA/README": "not_dicom",  # text (File-set descriptor)
     "pydicom/empty_charset_LEI.dcm": "not_image",  # header-only charset fixture, no pixels
     "pydicom/examples_jpeg2k.dcm": "image",

@@ -93,8 +93,14 @@ def group_series(instances: Iterable[InstanceHeader]) -> GroupingResult:
     by_series: dict[tuple[str, str], list[InstanceHeader]] = defaultdict(list)
     for header in instances:
         if not header.has_pixel_data:
-            what = header.modality or "unknown modality"
-            problems.append(FileProblem(header.path, f"not an image ({what} object)", "not_image"))
+            if header.rows > 0 or _is_image_storage(header.sop_class_uid):
+                # An image object whose Pixel Data never came: damaged, not a non-image object.
+                problems.append(FileProblem(header.path, "image without Pixel Data "
+                                            "(damaged, truncated or header-only file)", "corrupt"))
+            else:
+                what = header.modality or "unknown modality"
+                problems.append(FileProblem(header.path, f"not an image ({what} object)",
+                                            "not_image"))
             continue
         try:
             check_pixel_description(header)
@@ -109,6 +115,12 @@ def group_series(instances: Iterable[InstanceHeader]) -> GroupingResult:
         stacks.extend(_stacks_of_series(headers, problems))
     stacks.sort(key=lambda s: (s.study_uid, s.series_number or 0, s.series_uid, s.part))
     return GroupingResult(tuple(stacks), tuple(problems))
+
+
+def _is_image_storage(sop_class_uid: str) -> bool:
+    from pydicom.uid import UID
+
+    return "Image Storage" in UID(sop_class_uid).name if sop_class_uid else False
 
 
 # ---------------------------------------------------------------------------- splitting
