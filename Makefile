@@ -23,7 +23,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 ## run: install, write the sample study if missing, and open it
 run: $(VENV)/.installed
 	$(BIN)/radview sample --out $(SAMPLE) --if-missing
-	$(BIN)/radview info $(SAMPLE)/dicom --load
+	$(BIN)/radview view $(SAMPLE)/dicom --labels $(SAMPLE)/truth/labels.nii.gz
 
 ## test: install with test extras and run the whole suite (lint, architecture, tests)
 test: $(VENV)/.installed-test

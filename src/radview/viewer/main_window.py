@@ -1,0 +1,556 @@
+"""The main window: study browser, viewports, side panels, menus, status bar.
+
+It only wires things together. Every handler reads a control, calls one logic function from
+``radview.io`` / ``radview.core`` (in a worker when it may take long) and shows the result or
+its one-line error; the state it shows lives in :class:`ViewerState` and
+:class:`AnnotationStore`, not here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import logging
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from radview import __version__
+from radview.core.annotation_store import AnnotationStore
+from radview.core.annotations import Annotation
+from radview.core.measurements import measure, summary_label
+from radview.core.viewer_state import Layout, StudyInfo, Tool, ViewerState
+from radview.core.volume import ViewPlane, Volume
+from radview.core.windowing import WindowPreset
+from radview.io.open_study import OpenedImage, load_label_map, open_images, open_series_headers
+from radview.io.study_index import StudyIndex
+from radview.viewer.measurement_panel import MeasurementPanel
+from radview.viewer.overlay_panel import OverlayPanel
+from radview.viewer.shortcut_sheet import ShortcutSheet
+from radview.viewer.study_browser import StudyBrowserPanel
+from radview.viewer.tags_panel import TagsPanel
+from radview.viewer.viewport import ViewportPanel
+from radview.viewer.workers import TaskRunner
+
+__all__ = ["MainWindow"]
+
+log = logging.getLogger(__name__)
+
+#: Views refresh at most this often while a series streams in (keeps the UI responsive).
+_PARTIAL_REFRESH_MS = 100
+_CINE_FPS = 10
+
+
+class MainWindow(QMainWindow):
+    #: emitted when a series (and its label map, if one was asked for) is on screen
+    series_shown = Signal()
+    #: emitted with a one-line message when opening failed
+    open_failed = Signal(str)
+
+    def __init__(self, state: ViewerState, store: AnnotationStore, index: StudyIndex,
+                 settings: QSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.store = store
+        self.index = index
+        self.settings = settings
+        self._loader: TaskRunner | None = None
+        self._pending_labels: Path | None = None
+        self._opened_paths: list[Path] = []
+        self._series_key = ""
+        self._load_started = 0.0
+        self.setWindowTitle("radview")
+        self.setAcceptDrops(True)
+
+        self.viewport = ViewportPanel(state)
+        self.banner = QLabel()
+        self.banner.setObjectName("warningBanner")
+        self.banner.setWordWrap(True)
+        self.banner.setTextFormat(Qt.TextFormat.PlainText)
+        self.banner.hide()
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.banner)
+        column.addWidget(self.viewport, stretch=1)
+        self.setCentralWidget(central)
+
+        self.browser = StudyBrowserPanel(index, settings=settings)
+        self.overlay_panel = OverlayPanel(state)
+        self.measurement_panel = MeasurementPanel(store, lambda: self.state.volume)
+        self.tags_panel = TagsPanel()
+        self.side_tabs = QTabWidget()
+        self.side_tabs.addTab(self.overlay_panel, "Overlay")
+        self.side_tabs.addTab(self.measurement_panel, "Measurements")
+        self.side_tabs.addTab(self.tags_panel, "DICOM tags")
+        self._add_dock("Studies", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self._add_dock("Panels", self.side_tabs, Qt.DockWidgetArea.RightDockWidgetArea)
+
+        self._build_status_bar()
+        self._build_menus()
+        self._partial_timer = QTimer(self, interval=_PARTIAL_REFRESH_MS)
+        self._partial_timer.timeout.connect(self._on_partial_refresh)
+        self._cine_timer = QTimer(self, interval=1000 // _CINE_FPS)
+        self._cine_timer.timeout.connect(self._on_cine_tick)
+
+        self.browser.series_activated.connect(self._on_series_activated)
+        self.viewport.annotation_created.connect(self._on_annotation_created)
+        self.viewport.cursor_moved.connect(self._on_cursor_moved)
+        self.measurement_panel.jump_requested.connect(self._on_jump_requested)
+        store.changed.connect(self._on_annotations_changed)
+        store.selected_id_changed.connect(self._on_selected_annotation)
+        state.events.layout.connect(self._on_layout_changed)
+        state.events.volume.connect(self._on_volume_changed)
+        self._restore_settings()
+
+    # ------------------------------------------------------------------ construction
+    def _add_dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{title}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.position_label = QLabel("")
+        self.timing_label = QLabel("")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setMaximumWidth(220)
+        self.progress_bar.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.hide()
+        self.cancel_button.clicked.connect(self.cancel_loading)
+        bar.addWidget(self.position_label, stretch=1)
+        bar.addPermanentWidget(self.timing_label)
+        bar.addPermanentWidget(self.progress_bar)
+        bar.addPermanentWidget(self.cancel_button)
+
+    def _action(self, text: str, slot, shortcut: str | QKeySequence | None = None,
+                checkable: bool = False) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        action.setCheckable(checkable)
+        action.triggered.connect(slot)
+        self.addAction(action)  # shortcuts work even when the menu bar is hidden
+        return action
+
+    def _build_menus(self) -> None:
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        file_menu.addAction(self._action("Open folder…", self._on_open_folder, "Ctrl+O"))
+        file_menu.addAction(self._action("Open file…", self._on_open_file, "Ctrl+Shift+O"))
+        file_menu.addAction(self._action("Open label map…", self._on_open_labels))
+        self.browser.import_folder_action.setShortcut(QKeySequence("Ctrl+I"))
+        file_menu.addAction(self.browser.import_folder_action)
+        file_menu.addAction(self.browser.import_files_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self._action("Save screenshot…", self._on_save_screenshot))
+        file_menu.addSeparator()
+        file_menu.addAction(self._action("Quit", self.close, QKeySequence.StandardKey.Quit))
+
+        edit_menu = menu.addMenu("&Edit")
+        edit_menu.addAction(self.measurement_panel.undo_action)
+        edit_menu.addAction(self.measurement_panel.redo_action)
+
+        view_menu = menu.addMenu("&View")
+        layouts = QActionGroup(self)
+        self.layout_actions: dict[Layout, QAction] = {}
+        for number, layout in enumerate(Layout, start=1):
+            action = self._action(f"Layout {layout.value}",
+                                  lambda _=False, lo=layout: setattr(self.state, "layout", lo),
+                                  f"Ctrl+{number}", checkable=True)
+            layouts.addAction(action)
+            view_menu.addAction(action)
+            self.layout_actions[layout] = action
+        view_menu.addSeparator()
+        self.hide_patient_action = self._action("Hide patient name and ID", self._on_hide_patient,
+                                                "Ctrl+H", checkable=True)
+        view_menu.addAction(self.hide_patient_action)
+        view_menu.addAction(self._action("Invert grey scale", self._on_invert, "I"))
+        view_menu.addAction(self._action("Reset views", self._on_reset, "R"))
+        self.overlay_action = self._action("Show label overlay", self._on_toggle_overlay, "O",
+                                           checkable=True)
+        view_menu.addAction(self.overlay_action)
+        self.cine_action = self._action("Cine play", self._on_toggle_cine, "Space",
+                                        checkable=True)
+        view_menu.addAction(self.cine_action)
+
+        window_menu = menu.addMenu("&Window")
+        for preset in WindowPreset:
+            action = self._action(preset.label, lambda _=False, p=preset: self.apply_preset(p),
+                                  str(preset.key))
+            window_menu.addAction(action)
+
+        tools_menu = menu.addMenu("&Tools")
+        tools = QActionGroup(self)
+        self.tool_actions: dict[Tool, QAction] = {}
+        for tool, text, key in ((Tool.WINDOW, "Window / level", "Esc"), (Tool.RULER, "Ruler", "M"),
+                                (Tool.ANGLE, "Angle", "A"), (Tool.ELLIPSE, "Ellipse ROI", "E"),
+                                (Tool.RECTANGLE, "Rectangle ROI", "T")):
+            action = self._action(text, lambda _=False, t=tool: setattr(self.state, "tool", t),
+                                  key, checkable=True)
+            tools.addAction(action)
+            tools_menu.addAction(action)
+            self.tool_actions[tool] = action
+        self.tool_actions[Tool.WINDOW].setChecked(True)
+        self.state.events.tool.connect(lambda tool: self.tool_actions[tool].setChecked(True))
+
+        help_menu = menu.addMenu("&Help")
+        help_menu.addAction(self._action("Keyboard shortcuts", self.show_shortcuts, "F1"))
+        help_menu.addAction(self._action("About radview", self._on_about))
+
+    # ------------------------------------------------------------------ opening
+    def open_paths(self, paths: list[Path], labels: Path | None = None) -> None:
+        """Open files/folders in the background; the first slice shows as soon as it lands."""
+        self._pending_labels = labels
+        self._opened_paths = list(paths)
+        self._start_load(lambda progress, cancel, on_start: open_images(
+            paths, progress=progress, cancel=cancel, on_start=on_start),
+            title=", ".join(p.name for p in paths))
+        self._remember_folder(paths[0])
+
+    def _on_series_activated(self, series_uid: str, headers: list) -> None:
+        self._pending_labels = None
+        self._opened_paths = []  # already in the index
+        self._start_load(lambda progress, cancel, on_start: open_series_headers(
+            headers, progress=progress, cancel=cancel, on_start=on_start), title=series_uid)
+
+    def _start_load(self, job, title: str) -> None:
+        self.cancel_loading()
+        self._load_started = time.perf_counter()
+        self.set_banner("")
+        for view in self.viewport.views.values():
+            view.set_message(f"Opening {title}…")
+        runner = TaskRunner(job, parent=self, name="open")
+        runner.item.connect(self._on_load_started)
+        runner.progress.connect(self._on_load_progress)
+        runner.finished.connect(self._on_load_finished)
+        runner.failed.connect(self._on_load_failed)
+        runner.cancelled.connect(self._on_load_cancelled)
+        self._loader = runner
+        self.progress_bar.setValue(0)
+        self.progress_bar.show()
+        self.cancel_button.show()
+        runner.start()
+
+    def cancel_loading(self) -> None:
+        if self._loader is not None:
+            self._loader.cancel()
+
+    def _is_current(self) -> bool:
+        """False for late signals of a load that was cancelled and replaced by another."""
+        return self.sender() is self._loader
+
+    def _on_load_started(self, volume: Volume) -> None:
+        """The provisional volume: show it at once and keep refreshing while it fills."""
+        if not self._is_current():
+            return
+        self.state.show_volume(volume, self._study_info(volume))
+        self._partial_timer.start()
+
+    def _on_load_progress(self, done: int, total: int) -> None:
+        if not self._is_current():
+            return
+        self.progress_bar.setMaximum(max(total, 1))
+        self.progress_bar.setValue(done)
+        for view in self.viewport.views.values():
+            view.set_message(f"Loading {done}/{total}…" if self.state.volume is None else "")
+
+    def _on_partial_refresh(self) -> None:
+        for view in self.viewport.views.values():
+            view.refresh()
+
+    def _on_load_finished(self, opened: OpenedImage) -> None:
+        if not self._is_current():
+            return
+        self._end_load()
+        volume = opened.volume
+        if self.state.volume is not None and self.state.volume.voxels is volume.voxels:
+            self.state.replace_volume(volume)  # same array, final warnings: keep the crosshair
+        else:
+            self.state.show_volume(volume, self._study_info(volume))
+        for view in self.viewport.views.values():
+            view.set_message("")
+            view.refresh()
+        seconds = time.perf_counter() - self._load_started
+        self.timing_label.setText(f"loaded in {seconds:.2f} s")
+        notes = list(volume.warnings)
+        if opened.problems:
+            notes.append(f"{len(opened.problems)} file(s) not used, e.g. "
+                         f"{Path(opened.problems[0].path).name}: {opened.problems[0].reason}")
+        if opened.other_stacks:
+            notes.append(f"{len(opened.other_stacks)} other series/stack(s) in this location; "
+                         "import the folder to browse them")
+        self.set_banner("; ".join(notes))
+        self._load_annotations(volume)
+        if volume.source.paths and volume.source.kind == "dicom":
+            self.tags_panel.show_file(volume.source.paths[len(volume.source.paths) // 2])
+        if self._pending_labels is not None:
+            self.open_label_map(self._pending_labels)
+        if volume.source.kind == "dicom" and self._opened_paths:
+            # What a user opened should be in the browser next time: index it in the background.
+            self.browser.import_paths(self._opened_paths)
+            self._opened_paths = []
+        self.series_shown.emit()
+
+    def _on_load_failed(self, message: str) -> None:
+        if not self._is_current():
+            return
+        self._end_load()
+        for view in self.viewport.views.values():
+            view.set_message(message)
+        self.set_banner(message, error=True)
+        self.open_failed.emit(message)
+
+    def _on_load_cancelled(self) -> None:
+        if not self._is_current():
+            return
+        self._end_load()
+        # The provisional volume is incomplete: nothing partial stays on screen.
+        self.state.clear_volume()
+        for view in self.viewport.views.values():
+            view.set_message("Loading cancelled")
+
+    def _end_load(self) -> None:
+        self._partial_timer.stop()
+        self.progress_bar.hide()
+        self.cancel_button.hide()
+        if self._loader is not None:
+            self._loader.deleteLater()
+        self._loader = None
+
+    def open_label_map(self, path: Path) -> None:
+        volume = self.state.volume
+        if volume is None:
+            self.set_banner("Open an image before its label map.", error=True)
+            return
+        try:
+            self.state.set_labels(load_label_map(path, volume))
+        except (ValueError, OSError) as error:
+            self.set_banner(f"{path}: {error}", error=True)
+            return
+        except Exception as error:  # noqa: BLE001 - RadviewError and codec errors alike
+            self.set_banner(str(error), error=True)
+            return
+        self.state.overlay_visible = True
+
+    def _study_info(self, volume: Volume) -> StudyInfo:
+        header = None
+        if volume.source.kind == "dicom" and volume.source.series_uid:
+            headers = self.index.headers_for_series(volume.source.series_uid)
+            header = headers[0] if headers else None
+        if header is None and volume.source.kind == "dicom" and volume.source.paths:
+            from radview.io.dicom_scan import read_instance_header
+
+            try:
+                header = read_instance_header(volume.source.paths[0])
+            except Exception:  # noqa: BLE001 - annotations are optional; the image still shows
+                header = None
+        if header is None:
+            return StudyInfo(series_description=volume.source.display_name,
+                             modality=volume.modality)
+        return StudyInfo(patient_name=header.patient_name.replace("^", " ").strip(),
+                         patient_id=header.patient_id, study_date=header.study_date,
+                         series_description=volume.source.description, modality=volume.modality)
+
+    # ------------------------------------------------------------------ annotations
+    def _series_key_of(self, volume: Volume) -> str:
+        return volume.source.series_uid or (volume.source.paths[0] if volume.source.paths else "")
+
+    def _load_annotations(self, volume: Volume) -> None:
+        self._series_key = self._series_key_of(volume)
+        annotations = self.index.load_annotations(self._series_key) if self._series_key else []
+        self.store.load(annotations)
+
+    def _on_annotation_created(self, annotation: Annotation) -> None:
+        self.store.add(annotation)
+        self.store.selected_id = annotation.id
+
+    def _on_annotations_changed(self, *_: object) -> None:
+        volume = self.state.volume
+        annotations = list(self.store.annotations)
+        labels = {a.id: self._label_of(a, volume) for a in annotations} if volume else {}
+        for view in self.viewport.views.values():
+            view.set_annotations(annotations, labels)
+        if self._series_key:
+            try:
+                self.index.save_annotations(self._series_key, annotations)
+            except Exception as error:  # noqa: BLE001 - keep drawing; tell the user why not saved
+                self.set_banner(f"measurements not saved: {error}", error=True)
+
+    @staticmethod
+    def _label_of(annotation: Annotation, volume: Volume) -> str:
+        try:
+            return summary_label(annotation, measure(annotation, volume))
+        except (IndexError, ValueError):  # drawn on another series' grid: show it unmeasured
+            return ""
+
+    def _on_selected_annotation(self, annotation_id: str | None) -> None:
+        for view in self.viewport.views.values():
+            view.set_selected_annotation(annotation_id)
+
+    def _on_jump_requested(self, annotation: Annotation) -> None:
+        points = annotation.points
+        centre = tuple(sum(p[i] for p in points) / len(points) for i in range(3))
+        self.state.cursor = centre
+        if self.state.maximized is None and self.state.layout is Layout.ONE:
+            self.state.maximized = annotation.plane
+
+    # ------------------------------------------------------------------ view actions
+    def apply_preset(self, preset: WindowPreset) -> None:
+        if self.state.volume is None:
+            return
+        self.state.window = preset.window(self.state.volume)
+
+    def _on_hide_patient(self, checked: bool) -> None:
+        self.state.hide_patient_info = checked
+
+    def _on_invert(self) -> None:
+        self.state.invert = not self.state.invert
+
+    def _on_reset(self) -> None:
+        for view in self.viewport.views.values():
+            view.reset_view()
+        if self.state.volume is not None:
+            from radview.core.windowing import window_for
+
+            self.state.window = window_for(self.state.volume)
+
+    def _on_toggle_overlay(self, checked: bool) -> None:
+        self.state.overlay_visible = checked
+
+    def _on_toggle_cine(self, checked: bool) -> None:
+        if checked and self.state.volume is not None:
+            self._cine_timer.start()
+        else:
+            self._cine_timer.stop()
+            self.cine_action.setChecked(False)
+
+    def _on_cine_tick(self) -> None:
+        plane = self.state.maximized or ViewPlane.AXIAL
+        volume = self.state.volume
+        if volume is None:
+            return
+        index = self.state.slice_index(plane) + 1
+        if index >= volume.plane_geometry(plane).slice_count:
+            index = 0
+        self.state.set_slice(plane, index)
+
+    def _on_layout_changed(self, layout: Layout) -> None:
+        self.layout_actions[layout].setChecked(True)
+        self.settings.setValue("layout", layout.value)
+
+    def _on_volume_changed(self, volume: Volume | None) -> None:
+        self.overlay_action.setChecked(self.state.overlay_visible)
+        if volume is not None:
+            title = self.state.study.series_description or volume.source.display_name
+            self.setWindowTitle(f"radview — {title}")
+
+    def _on_cursor_moved(self, world: tuple, value: object, label: object) -> None:
+        x, y, z = world
+        text = f"LPS ({x:.1f}, {y:.1f}, {z:.1f}) mm"
+        if value is not None:
+            unit = self.state.volume.rescale.unit if self.state.volume is not None else ""
+            text += f"   {value:.0f} {unit}".rstrip()
+        if label:
+            text += f"   {label}"
+        self.position_label.setText(text)
+
+    def set_banner(self, text: str, error: bool = False) -> None:
+        self.banner.setObjectName("errorBanner" if error else "warningBanner")
+        self.banner.setStyleSheet("")  # re-polish for the new object name
+        self.banner.setText(text)
+        self.banner.setVisible(bool(text))
+
+    def show_shortcuts(self) -> None:
+        ShortcutSheet(self).exec()
+
+    def _on_about(self) -> None:
+        QMessageBox.about(self, "About radview", f"<b>radview {html.escape(__version__)}</b>"
+                          "<p>Offline radiology workstation. AI outputs are decision support and "
+                          "must be reviewed by a radiologist.</p>")
+
+    def _on_open_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open folder", self._last_folder())
+        if folder:
+            self.open_paths([Path(folder)])
+
+    def _on_open_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open image", self._last_folder(),
+            "Images (*.dcm *.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd);;All files (*)")
+        if path:
+            self.open_paths([Path(path)])
+
+    def _on_open_labels(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open label map", self._last_folder(),
+            "Label maps (*.nii *.nii.gz *.nrrd *.mha *.mhd);;All files (*)")
+        if path:
+            self.open_label_map(Path(path))
+
+    def _on_save_screenshot(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", self._last_folder(),
+                                              "PNG image (*.png)")
+        if path:
+            self.grab().save(path if path.lower().endswith(".png") else f"{path}.png")
+
+    # ------------------------------------------------------------------ drag and drop
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        paths = [Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            self.open_paths(paths)
+
+    # ------------------------------------------------------------------ settings
+    def _last_folder(self) -> str:
+        return str(self.settings.value("last_folder", str(Path.home())))
+
+    def _remember_folder(self, path: Path) -> None:
+        folder = path if path.is_dir() else path.parent
+        self.settings.setValue("last_folder", str(folder))
+
+    def _restore_settings(self) -> None:
+        layout = self.settings.value("layout", Layout.THREE.value)
+        try:
+            self.state.layout = Layout(layout)
+        except ValueError:
+            self.state.layout = Layout.THREE
+        self.layout_actions[self.state.layout].setChecked(True)
+        opacity = self.settings.value("overlay_opacity", self.state.overlay_opacity)
+        with contextlib.suppress(TypeError, ValueError):  # damaged value: keep the default
+            self.state.overlay_opacity = min(1.0, max(0.0, float(opacity)))
+        geometry = self.settings.value("geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+
+    def closeEvent(self, event) -> None:
+        self.cancel_loading()
+        if self._loader is not None:
+            self._loader.wait(5000)
+        self.browser.shutdown(5000)
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("overlay_opacity", self.state.overlay_opacity)
+        self.settings.setValue("layout", self.state.layout.value)
+        super().closeEvent(event)
