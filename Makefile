@@ -39,6 +39,9 @@ test-headless: $(VENV)/.installed-test
 ## bench: speed and memory benchmarks against named peers; JSON results in build/bench
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m benchmarks.load --out build/bench/load.json
+	$(BIN)/python -m benchmarks.render --out build/bench/render.json
+	$(BIN)/python -m benchmarks.soak --out build/bench/soak.json
+	$(BIN)/python -m benchmarks.responsiveness --out build/bench/responsiveness.json
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
