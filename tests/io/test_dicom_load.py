@@ -242,3 +242,21 @@ def test_monochrome1_keeps_values_and_asks_for_inverted_display(tmp_path):
     state = ViewerState()
     state.show_volume(volume)
     assert state.invert is True
+
+
+def test_borrowed_decoder_pool_is_reused_and_survives(tmp_path):
+    from radview.io.decoder_pool import DecoderPool
+
+    expected = make_ct_volume(shape=(20, 64, 64))
+    write_series(expected, tmp_path / "j", transfer_syntax=JPEG2000Lossless)
+    stack = discover([tmp_path / "j"]).stacks[0]
+    pool = DecoderPool(workers=2)
+    try:
+        first = load_stack(stack, codec_pool=pool, workers=2).volume
+        executor = pool.executor()
+        second = load_stack(stack, codec_pool=pool, workers=2).volume
+        assert pool.executor() is executor  # the same worker processes served both loads
+        np.testing.assert_array_equal(first.voxels, expected.voxels)
+        np.testing.assert_array_equal(second.voxels, expected.voxels)
+    finally:
+        pool.shutdown()

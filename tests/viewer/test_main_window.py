@@ -80,6 +80,32 @@ def test_scroll_window_and_crosshair(qtbot, window, sample):
     assert window.state.slice_index(ViewPlane.SAGITTAL) == 90
 
 
+def test_settings_remember_layout_preset_and_opacity(qtbot, sample, tmp_path):
+    settings_path = tmp_path / "settings.ini"
+
+    def new_window():
+        settings = QSettings(str(settings_path), QSettings.Format.IniFormat)
+        win = build_main_window(index_path=tmp_path / "index.sqlite3", settings=settings)
+        qtbot.addWidget(win)
+        win.show()
+        return win
+
+    first = new_window()
+    _open(qtbot, first, sample / "dicom")
+    first.layout_actions[Layout.FOUR].trigger()
+    first.apply_preset(WindowPreset.LUNG)
+    first.state.overlay_opacity = 0.7
+    first.close()
+    first.settings.sync()
+
+    second = new_window()
+    assert second.state.layout is Layout.FOUR
+    assert second.state.overlay_opacity == pytest.approx(0.7)
+    _open(qtbot, second, sample / "dicom")
+    assert second.state.window == WindowPreset.LUNG.window()
+    second.close()
+
+
 def test_layouts_and_patient_hiding_from_the_menu(qtbot, window, sample):
     _open(qtbot, window, sample / "dicom")
     window.layout_actions[Layout.ONE].trigger()
@@ -125,7 +151,7 @@ def test_cancel_button_stops_a_load(qtbot, window, monkeypatch):
 
     started = threading.Event()
 
-    def slow_open(paths, *, progress, cancel, on_start):
+    def slow_open(paths, *, progress, cancel, on_start, **_):
         started.set()
         for done in range(10_000):  # a load that only ends when cancelled
             if cancel():

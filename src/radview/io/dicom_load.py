@@ -13,6 +13,7 @@ the usual CT); otherwise they are float32. MONOCHROME1 is inverted so that high 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import time
@@ -36,6 +37,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from radview.core.errors import ImageTooLargeError, InputFileError, LoadCancelled
 from radview.core.volume import Rescale, Volume, VolumeSource
+from radview.io.decoder_pool import DecoderPool
 from radview.io.dicom_header import FileProblem, FrameHeader, InstanceHeader
 from radview.io.dicom_pixels import (
     decode_frames,
@@ -116,11 +118,14 @@ def load_stack(
     on_slice: SliceCallback | None = None,
     on_start: Callable[[Volume], None] | None = None,
     workers: int | None = None,
+    codec_pool: DecoderPool | None = None,
 ) -> LoadResult:
     """Decode every slice of ``stack`` into a new Volume.
 
     ``on_slice(index, image)`` is called (in the calling thread) as soon as each slice is in the
     volume, so a viewer can show the first slice long before the last one is decoded.
+    ``codec_pool`` lends a long-lived process pool for compressed frames (started only if this
+    series needs it); without it a pool is started for this call.
     ``on_start(volume)`` receives, before decoding starts, a provisional Volume whose voxels are
     the array being filled (blank until each slice lands); the returned Volume shares it.
     ``progress(done, total)`` is throttled to 20 calls per second; ``cancel()`` is polled
@@ -156,7 +161,11 @@ def load_stack(
     use_processes = workers > 1 and codec_frames >= _PROCESS_POOL_MIN_FRAMES
     clipped = 0
 
-    with _executor(workers, use_processes) as codec_pool, ThreadPoolExecutor(workers) as io_pool:
+    if codec_pool is not None and use_processes:
+        pool_context = contextlib.nullcontext(codec_pool.executor())  # borrowed: not shut down
+    else:
+        pool_context = _executor(workers, use_processes)
+    with pool_context as decoders, ThreadPoolExecutor(workers) as io_pool:
         pending: dict[Future, _Task] = {}
         queue = list(reversed(tasks))
         max_in_flight = workers * 4  # bounds memory held by decoded-but-unplaced frames
@@ -164,7 +173,7 @@ def load_stack(
             while queue or pending:
                 while queue and len(pending) < max_in_flight:
                     task = queue.pop()
-                    pending[_submit(task, codec_pool, io_pool, voxels)] = task
+                    pending[_submit(task, decoders, io_pool, voxels)] = task
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     task = pending.pop(future)

@@ -16,6 +16,7 @@ import numpy as np
 from radview.core.errors import LabelMapError, NothingToOpenError, RadviewError
 from radview.core.labelmap import LabelMap, LiverLabel
 from radview.core.volume import Volume
+from radview.io.decoder_pool import DecoderPool
 from radview.io.dicom_header import FileProblem, InstanceHeader
 from radview.io.dicom_load import load_stack
 from radview.io.dicom_series import SeriesStack, group_series
@@ -43,6 +44,7 @@ def open_images(
     progress: ProgressCallback | None = None,
     cancel: CancelCallback | None = None,
     on_start: Callable[[Volume], None] | None = None,
+    codec_pool: DecoderPool | None = None,
 ) -> OpenedImage:
     """Find everything under ``paths`` and load the series a radiologist most likely wants.
 
@@ -55,7 +57,8 @@ def open_images(
     problems = list(found.problems)
     if stacks:
         chosen, others = stacks[0], stacks[1:]
-        result = load_stack(chosen, progress=progress, cancel=cancel, on_start=on_start)
+        result = load_stack(chosen, progress=progress, cancel=cancel, on_start=on_start,
+                            codec_pool=codec_pool)
         return OpenedImage(result.volume, problems + result.problems, others,
                            time.perf_counter() - started)
     for path in found.volume_files:
@@ -76,6 +79,7 @@ def open_series_headers(
     progress: ProgressCallback | None = None,
     cancel: CancelCallback | None = None,
     on_start: Callable[[Volume], None] | None = None,
+    codec_pool: DecoderPool | None = None,
 ) -> OpenedImage:
     """Load a series chosen in the study browser from its indexed headers (no re-scan)."""
     started = time.perf_counter()
@@ -84,7 +88,8 @@ def open_series_headers(
     if not stacks:
         raise NothingToOpenError(_nothing_message([h.path for h in headers[:1]],
                                                   list(grouping.problems)))
-    result = load_stack(stacks[0], progress=progress, cancel=cancel, on_start=on_start)
+    result = load_stack(stacks[0], progress=progress, cancel=cancel, on_start=on_start,
+                        codec_pool=codec_pool)
     return OpenedImage(result.volume, list(grouping.problems) + result.problems, stacks[1:],
                        time.perf_counter() - started)
 

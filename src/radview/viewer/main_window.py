@@ -36,6 +36,7 @@ from radview.core.measurements import measure, summary_label
 from radview.core.viewer_state import Layout, StudyInfo, Tool, ViewerState
 from radview.core.volume import ViewPlane, Volume
 from radview.core.windowing import WindowPreset
+from radview.io.decoder_pool import DecoderPool
 from radview.io.open_study import OpenedImage, load_label_map, open_images, open_series_headers
 from radview.io.study_index import StudyIndex
 from radview.viewer.measurement_panel import MeasurementPanel
@@ -71,6 +72,7 @@ class MainWindow(QMainWindow):
         self._loader: TaskRunner | None = None
         self._pending_labels: Path | None = None
         self._opened_paths: list[Path] = []
+        self.decoder_pool = DecoderPool()
         self._series_key = ""
         self._load_started = 0.0
         self.setWindowTitle("radview")
@@ -222,16 +224,19 @@ class MainWindow(QMainWindow):
         """Open files/folders in the background; the first slice shows as soon as it lands."""
         self._pending_labels = labels
         self._opened_paths = list(paths)
+        pool = self.decoder_pool
         self._start_load(lambda progress, cancel, on_start: open_images(
-            paths, progress=progress, cancel=cancel, on_start=on_start),
+            paths, progress=progress, cancel=cancel, on_start=on_start, codec_pool=pool),
             title=", ".join(p.name for p in paths))
         self._remember_folder(paths[0])
 
     def _on_series_activated(self, series_uid: str, headers: list) -> None:
         self._pending_labels = None
         self._opened_paths = []  # already in the index
+        pool = self.decoder_pool
         self._start_load(lambda progress, cancel, on_start: open_series_headers(
-            headers, progress=progress, cancel=cancel, on_start=on_start), title=series_uid)
+            headers, progress=progress, cancel=cancel, on_start=on_start, codec_pool=pool),
+            title=series_uid)
 
     def _start_load(self, job, title: str) -> None:
         self.cancel_loading()
@@ -264,6 +269,7 @@ class MainWindow(QMainWindow):
         if not self._is_current():
             return
         self.state.show_volume(volume, self._study_info(volume))
+        self._apply_remembered_preset(volume)
         self._partial_timer.start()
 
     def _on_load_progress(self, done: int, total: int) -> None:
@@ -287,6 +293,7 @@ class MainWindow(QMainWindow):
             self.state.replace_volume(volume)  # same array, final warnings: keep the crosshair
         else:
             self.state.show_volume(volume, self._study_info(volume))
+            self._apply_remembered_preset(volume)
         for view in self.viewport.views.values():
             view.set_message("")
             view.refresh()
@@ -416,9 +423,17 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ view actions
     def apply_preset(self, preset: WindowPreset) -> None:
-        if self.state.volume is None:
+        volume = self.state.volume
+        if volume is None:
             return
-        self.state.window = preset.window(self.state.volume)
+        self.state.window = preset.window(volume)
+        # Remembered per modality: the next CT opens in the window this reader last chose.
+        self.settings.setValue(f"window_preset/{volume.modality or 'OTHER'}", preset.name)
+
+    def _apply_remembered_preset(self, volume: Volume) -> None:
+        name = self.settings.value(f"window_preset/{volume.modality or 'OTHER'}")
+        if name in WindowPreset.__members__:
+            self.state.window = WindowPreset[name].window(volume)
 
     def _on_hide_patient(self, checked: bool) -> None:
         self.state.hide_patient_info = checked
@@ -550,6 +565,7 @@ class MainWindow(QMainWindow):
         if self._loader is not None:
             self._loader.wait(5000)
         self.browser.shutdown(5000)
+        self.decoder_pool.shutdown()
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("overlay_opacity", self.state.overlay_opacity)
         self.settings.setValue("layout", self.state.layout.value)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from radview.core.viewer_state import ViewerState
+from radview.viewer.state_binding import bind_while_alive
 
 __all__ = ["OverlayPanel"]
 
@@ -51,10 +52,11 @@ class OverlayPanel(QWidget):
         self.visible_box.toggled.connect(self._on_visible_toggled)
         self.outline_box.toggled.connect(self._on_outline_toggled)
         self.opacity_slider.valueChanged.connect(self._on_opacity_moved)
-        state.events.overlay_visible.connect(self._sync)
-        state.events.overlay_outline.connect(self._sync)
-        state.events.overlay_opacity.connect(self._sync)
-        state.events.labels.connect(self._sync)
+        events = state.events
+        bind_while_alive(self, [(events.overlay_visible, self._sync),
+                                (events.overlay_outline, self._sync),
+                                (events.overlay_opacity, self._sync),
+                                (events.labels, self._sync)])
         self._sync()
 
     def _sync(self, *_: object) -> None:

@@ -37,6 +37,7 @@ from radview.core.labelmap import LabelMap
 from radview.core.viewer_state import Tool, ViewerState
 from radview.core.volume import PlaneGeometry, ViewPlane, Volume
 from radview.core.windowing import WindowLevel, window_for, window_to_uint8
+from radview.viewer.state_binding import bind_while_alive
 
 __all__ = [
     "PLANE_COLOURS",
@@ -737,16 +738,7 @@ class SliceView(QtWidgets.QWidget):
             (events.overlay_outline, self._on_overlay_changed),
             (events.tool, self._on_tool_changed),
         ]
-        for signal, handler in handlers:
-            signal.connect(handler)
-
-        # The state usually outlives the widget: drop the connections with the C++ object,
-        # or psygnal would call into a deleted widget.
-        def disconnect(*_: object) -> None:
-            for signal, handler in handlers:
-                signal.disconnect(handler)
-
-        self.destroyed.connect(disconnect)
+        bind_while_alive(self, handlers)
 
     # ------------------------------------------------------------------ state events
     def _on_volume_changed(self, *_: object) -> None:

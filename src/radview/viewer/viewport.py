@@ -14,6 +14,7 @@ from radview.core.annotations import Annotation
 from radview.core.viewer_state import Layout, ViewerState
 from radview.core.volume import ViewPlane
 from radview.viewer.slice_view import SliceView
+from radview.viewer.state_binding import bind_while_alive
 
 __all__ = ["ViewportPanel", "LabelLegendPanel"]
 
@@ -69,14 +70,7 @@ class LabelLegendPanel(QtWidgets.QWidget):
             (events.volume, self._on_labels_changed),
             (events.overlay_visible, self._on_labels_changed),
         ]
-        for signal, handler in handlers:
-            signal.connect(handler)
-
-        def disconnect(*_: object) -> None:
-            for signal, handler in handlers:
-                signal.disconnect(handler)
-
-        self.destroyed.connect(disconnect)
+        bind_while_alive(self, handlers)
         self._on_labels_changed()
 
     def entries(self) -> list[str]:
@@ -164,14 +158,7 @@ class ViewportPanel(QtWidgets.QWidget):
         events = state.events
         handlers = [(events.layout, self._on_layout_changed),
                     (events.maximized, self._on_layout_changed)]
-        for signal, handler in handlers:
-            signal.connect(handler)
-
-        def disconnect(*_: object) -> None:
-            for signal, handler in handlers:
-                signal.disconnect(handler)
-
-        self.destroyed.connect(disconnect)
+        bind_while_alive(self, handlers)
         self._on_layout_changed()
 
     # ------------------------------------------------------------------ public API
