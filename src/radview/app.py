@@ -40,6 +40,7 @@ def build_main_window(*, index_path: Path | None = None, settings=None):
 
     from radview.core.annotation_store import AnnotationStore
     from radview.core.viewer_state import ViewerState
+    from radview.io.decoder_pool import DecoderPool
     from radview.io.study_index import StudyIndex
     from radview.viewer.main_window import MainWindow
 
@@ -49,7 +50,8 @@ def build_main_window(*, index_path: Path | None = None, settings=None):
     if settings is None:
         settings = QSettings(ORGANISATION, APPLICATION)
     index = StudyIndex.open(index_path)
-    window = MainWindow(ViewerState(), AnnotationStore(), index, settings)
+    decoder_pool = DecoderPool()  # started on the first compressed series, shut down on close
+    window = MainWindow(ViewerState(), AnnotationStore(), index, settings, decoder_pool)
     window.destroyed.connect(lambda *_: index.close())
     return window
 
@@ -71,8 +73,13 @@ def run_gui(path: Path | None = None, *, labels: Path | None = None, layout: str
 
     if screenshot is not None:
         def save_and_quit() -> None:
-            window.grab().save(str(screenshot))
-            log.info("screenshot saved to %s", screenshot)
+            from radview.viewer.screenshot import save_png_atomically
+
+            if save_png_atomically(window.grab(), screenshot):
+                log.info("screenshot saved to %s", screenshot)
+            else:
+                print(f"radview: {screenshot}: could not save the screenshot", file=sys.stderr)
+                outcome["code"] = 2
             app.quit()
 
         def on_failed(message: str) -> None:

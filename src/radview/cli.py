@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from collections.abc import Sequence
@@ -34,6 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except RadviewError as error:
         print(f"radview: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as error:  # unwritable output folder, full disk: one line, no traceback
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"radview: {where}{error.strerror or error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("radview: interrupted", file=sys.stderr)
@@ -68,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--if-missing", action="store_true",
                         help="do nothing when the folder already holds a sample study")
     sample.set_defaults(handler=_cmd_sample)
+
+    models = commands.add_parser("models", help="list the installed models (and unusable ones)")
+    models.add_argument("--json", action="store_true", help="print JSON instead of text")
+    models.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                        help="device whose execution provider is shown (default auto)")
+    models.set_defaults(handler=_cmd_models)
     return parser
 
 
@@ -177,6 +186,8 @@ def _loaded_entry(volume, seconds: float) -> dict:
 def _peak_rss_mb() -> float:
     # ru_maxrss is in KiB on Linux; it is the process' lifetime peak, which is what a user of
     # a one-shot command cares about.
+    import resource  # Unix only; imported here so the rest of the CLI works everywhere
+
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -256,6 +267,66 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     print(f"sample study written to {args.out} in {time.perf_counter() - started:.1f} s")
     print(f"  DICOM series: {written.dicom_dir}")
     print(f"  truth: {written.labels_nifti}, {written.lesions_json}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- models
+def _cmd_models(args: argparse.Namespace) -> int:
+    # Listing is informational: unusable models are reported, not an error (exit 0); only a
+    # failure to list at all (onnxruntime missing) exits 2 through main().
+    from radview.inference.registry import (
+        ENTRY_POINT_GROUP,
+        default_builtin_dir,
+        default_user_dir,
+        discover_models,
+    )
+    from radview.inference.runtime import choose_providers, provider_status
+
+    found = discover_models()
+    choice = choose_providers(args.device)
+    models = [{
+        "id": model.id,
+        "version": model.manifest.version,
+        "task": model.manifest.task.value,
+        "modality": model.manifest.modality,
+        "source": model.source.value,
+        "origin": model.origin,
+        "sha256_prefix": model.manifest.sha256[:12],
+        "provider": choice.primary,
+        "folder": str(model.folder),
+        "file": model.manifest.file,
+        "labels": {str(value): name for value, name in model.manifest.labels.items()},
+        "notes": list(model.notes),
+    } for model in found.valid]
+    invalid = [{"path": bad.path, "reason": bad.reason, "source": bad.source.value,
+                "id": bad.model_id} for bad in found.invalid]
+    if args.json:
+        print(json.dumps({
+            "models": models,
+            "invalid": invalid,
+            "notes": list(found.notes),
+            "execution": {"device": choice.device, "providers": list(choice.providers),
+                          "reason": choice.reason},
+            "providers": [{"name": s.name, "available": s.available, "hint": s.hint}
+                          for s in provider_status()],
+            "search": {"builtin": str(default_builtin_dir()), "user": str(default_user_dir()),
+                       "entry_point_group": ENTRY_POINT_GROUP},
+        }, indent=2))
+        return EXIT_OK
+    print(f"execution provider: {choice.primary} ({choice.reason})")
+    if not models:
+        print(f"no usable models (searched {default_builtin_dir()}, {default_user_dir()} and "
+              f"entry points '{ENTRY_POINT_GROUP}')")
+    for entry in models:
+        print(f"{entry['id']} {entry['version']}  {entry['task']}  {entry['modality']}  "
+              f"{entry['source']}  sha256 {entry['sha256_prefix']}  {entry['provider']}")
+        print(f"     {entry['origin']}")
+        for note in entry["notes"]:
+            print(f"     note: {note}")
+    if invalid:
+        print(f"{len(invalid)} model(s) not usable:")
+        for bad in invalid:
+            print(f"  {bad['path']}: {bad['reason']}")
     return EXIT_OK
 
 

@@ -126,3 +126,13 @@ def test_oblique_45_degrees_maps_each_axis_once():
     assert sorted(p for p, _ in mapping) == [0, 1, 2]
     shapes = {p: volume.plane_slice(p, 0).shape for p in ViewPlane}
     assert shapes[ViewPlane.AXIAL] in ((4, 5), (5, 4))
+
+
+def test_auto_window_ignores_nan_and_inf():
+    from radview.core.windowing import auto_window
+
+    voxels = np.linspace(0, 100, 1000, dtype=np.float32).reshape(10, 10, 10)
+    voxels[0, 0, :3] = [np.nan, np.inf, -np.inf]
+    window = auto_window(Volume(voxels))
+    assert np.isfinite(window.width) and 90 < window.width < 100
+    assert auto_window(Volume(np.full((2, 2, 2), np.nan, np.float32))).width == 1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -260,3 +261,39 @@ def test_borrowed_decoder_pool_is_reused_and_survives(tmp_path):
         np.testing.assert_array_equal(second.voxels, expected.voxels)
     finally:
         pool.shutdown()
+
+
+def test_a_crashing_codec_blanks_only_its_own_file(tmp_path):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tests.io.crash_helper import install_crash
+
+    class CrashingPool:  # a DecoderPool whose workers crash on one file
+        def __init__(self):
+            self._pool = None
+
+        def executor(self):
+            if self._pool is None or getattr(self._pool, "_broken", False):
+                self._pool = ProcessPoolExecutor(
+                    2, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=install_crash, initargs=("IM0004.dcm",))
+            return self._pool
+
+        def shutdown(self):
+            self._pool.shutdown()
+
+    expected = make_ct_volume(shape=(40, 32, 32))
+    files = write_series(expected, tmp_path / "j", transfer_syntax=RLELossless)
+    pool = CrashingPool()
+    try:
+        result = load_stack(discover([tmp_path / "j"]).stacks[0], codec_pool=pool, workers=2)
+    finally:
+        pool.shutdown()
+    assert [(Path(p.path).name, p.reason) for p in result.problems] == [
+        ("IM0004.dcm", "the decoder crashed on this file")]
+    assert files[3].name == "IM0004.dcm"
+    for k in range(40):
+        if k != 3:
+            np.testing.assert_array_equal(result.volume.voxels[k], expected.voxels[k])
+    assert np.all(result.volume.voxels[3] == -1024)

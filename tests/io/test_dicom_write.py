@@ -291,3 +291,16 @@ def test_dcmtk_parses_every_writable_syntax(axial: Volume, tmp_path: Path) -> No
         )
         assert result.returncode == 0, (syntax.name, result.stderr)
         assert "E:" not in result.stderr, (syntax.name, result.stderr)
+
+
+def test_cancel_keeps_files_that_were_already_there(tmp_path):
+    from radview.core.errors import LoadCancelled
+    from tests.io.conftest import folder_fingerprint, make_ct_volume, write_series
+
+    write_series(make_ct_volume(shape=(4, 16, 16), seed=1), tmp_path / "s")
+    before = folder_fingerprint(tmp_path / "s")
+    calls = iter([False, False, True])
+    with pytest.raises(LoadCancelled):
+        write_series(make_ct_volume(shape=(4, 16, 16), seed=2), tmp_path / "s",
+                     cancel=lambda: next(calls))
+    assert folder_fingerprint(tmp_path / "s") == before  # the earlier series is untouched

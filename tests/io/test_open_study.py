@@ -72,3 +72,25 @@ def test_label_map_elsewhere_in_space_is_refused(tmp_path):
     nib.save(volume_to_nifti(far), tmp_path / "far.nii.gz")
     with pytest.raises(LabelMapError, match="does not overlap"):
         load_label_map(tmp_path / "far.nii.gz", image)
+
+
+def test_series_from_a_stale_index_is_read_again(tmp_path):
+    import dataclasses
+
+    import pydicom
+
+    from radview.io.dicom_scan import read_instance_header
+    from radview.io.open_study import open_series_headers
+
+    first = make_ct_volume(shape=(4, 16, 16), seed=1)
+    files = write_series(first, tmp_path / "s")
+    indexed = [read_instance_header(p) for p in files]
+    # Rewritten since indexing: a longer header moves the Pixel Data offset.
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.SeriesDescription = "a much longer description than before"
+        ds.save_as(path)
+    opened = open_series_headers(indexed)
+    np.testing.assert_array_equal(opened.volume.voxels, first.voxels)
+    assert dataclasses.replace(indexed[0]).pixel_data_offset != read_instance_header(
+        files[0]).pixel_data_offset

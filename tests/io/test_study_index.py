@@ -875,21 +875,33 @@ def test_a_second_connection_reads_while_an_update_writes(
 
 def test_a_busy_index_is_reported(index: StudyIndex, scans: Path, data_dir: Path) -> None:
     write_spec(scans / "a.dcm")
+    index._db.execute("PRAGMA busy_timeout=0")
     with StudyIndex.open() as other:
-        other._db.execute("PRAGMA busy_timeout=0")
-        errors: list[StudyIndexError] = []
-        fake = FakeReader()
+        other._db.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        try:
+            with pytest.raises(StudyIndexError, match="busy"):
+                index.update([scans], read_header=FakeReader())
+        finally:
+            other._db.execute("ROLLBACK")
 
-        def reader(path: Path) -> InstanceHeader:
-            try:
-                other.update([scans], read_header=FakeReader())
-            except StudyIndexError as error:
-                errors.append(error)
-            return fake(path)
 
-        index.update([scans], read_header=reader)
-    assert len(errors) == 1
-    assert "busy" in str(errors[0])
+def test_reading_headers_does_not_block_other_writers(
+    index: StudyIndex, scans: Path, data_dir: Path
+) -> None:
+    """An import reads headers without the write lock, so the viewer can save meanwhile."""
+    write_spec(scans / "a.dcm")
+    fake = FakeReader()
+    saved: list[bool] = []
+
+    def reader(path: Path) -> InstanceHeader:
+        with StudyIndex.open() as other:
+            other._db.execute("PRAGMA busy_timeout=0")
+            other.save_annotations("1.2.3", [])
+            saved.append(True)
+        return fake(path)
+
+    index.update([scans], read_header=reader)
+    assert saved == [True]
 
 
 # ---------------------------------------------------------------------------- real DICOM files

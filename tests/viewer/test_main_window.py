@@ -217,3 +217,15 @@ def test_screenshot_1x3_with_overlay_and_ruler(qtbot, window, sample, tmp_path):
     if os.environ.get("RADVIEW_DOCS_SCREENSHOT"):
         window.grab().save(os.environ["RADVIEW_DOCS_SCREENSHOT"])
     assert volume is window.state.volume
+
+
+def test_mr_series_opens_with_an_automatic_window_of_its_real_values(qtbot, window, tmp_path):
+    from radview.core.windowing import auto_window
+    from tests.io.conftest import make_ct_volume, write_series
+
+    mr = make_ct_volume(shape=(12, 32, 32))
+    mr = mr.with_voxels((mr.voxels.astype(np.int32) + 1000).astype(np.int16), modality="MR")
+    write_series(mr, tmp_path / "mr", modality="MR")
+    _open(qtbot, window, tmp_path / "mr")
+    assert window.state.window == auto_window(window.state.volume)
+    assert window.state.window.width > 100  # not the 1-wide window of a blank array

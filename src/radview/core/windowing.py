@@ -79,6 +79,10 @@ def auto_window(volume: Volume, low_percentile: float = 1.0,
     voxels = volume.voxels
     step = max(1, int(round((voxels.size / 2_000_000) ** (1 / 3))))
     sample = voxels[::step, ::step, ::step]
+    if sample.dtype.kind == "f":
+        sample = sample[np.isfinite(sample)]  # NaN/inf in float maps must not poison the window
+    if sample.size == 0:
+        return WindowLevel(1.0, 0.0)
     low, high = np.percentile(sample, [low_percentile, high_percentile])
     if high <= low:
         high = low + 1.0
@@ -92,11 +96,11 @@ def window_for(volume: Volume) -> WindowLevel:
     return auto_window(volume)
 
 
-def window_to_uint8(image: np.ndarray, window: WindowLevel, *, invert: bool = False,
-                    out: np.ndarray | None = None) -> np.ndarray:
+def window_to_uint8(image: np.ndarray, window: WindowLevel, *,
+                    invert: bool = False) -> np.ndarray:
     """Display bytes of ``image`` under ``window`` (0 = black), optionally inverted."""
     scale = 255.0 / window.width
-    result = np.empty(image.shape, np.float32) if out is None or out.dtype != np.float32 else out
+    result = np.empty(image.shape, np.float32)
     np.subtract(image, np.float32(window.low), out=result, dtype=np.float32)
     result *= np.float32(scale)
     np.clip(result, 0, 255, out=result)

@@ -110,7 +110,9 @@ def volume_from_nifti_arrays(
     linear = affine_lps[:3, :3]
     spacing = np.linalg.norm(linear, axis=0)
     direction = linear / spacing[None, :]
-    voxels = _narrow(np.ascontiguousarray(data_ijk.transpose(2, 1, 0)))
+    # Narrow first: a float64 file would otherwise be copied at full size before becoming
+    # float32 (2.5x the volume's memory at the peak instead of 1.5x).
+    voxels = np.ascontiguousarray(_narrow(data_ijk).transpose(2, 1, 0))
     return Volume(
         voxels=voxels,
         spacing=tuple(float(s) for s in spacing),

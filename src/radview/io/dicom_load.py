@@ -8,12 +8,12 @@ halves the time of a JPEG 2000 series.
 
 Modality LUT: ``value = slope * stored + intercept`` per frame. Voxels keep an integer type
 when every slope is 1 and every intercept an integer and the whole stored range fits (int16 for
-the usual CT); otherwise they are float32. MONOCHROME1 is inverted so that high values are bright.
+the usual CT); otherwise they are float32. MONOCHROME1 values are kept as they are (so
+measurements stay true); the Volume says to display them inverted.
 """
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import time
@@ -161,22 +161,38 @@ def load_stack(
     use_processes = workers > 1 and codec_frames >= _PROCESS_POOL_MIN_FRAMES
     clipped = 0
 
-    if codec_pool is not None and use_processes:
-        pool_context = contextlib.nullcontext(codec_pool.executor())  # borrowed: not shut down
-    else:
-        pool_context = _executor(workers, use_processes)
-    with pool_context as decoders, ThreadPoolExecutor(workers) as io_pool:
-        pending: dict[Future, _Task] = {}
+    decoders = _Decoders(codec_pool, workers, use_processes)
+    with ThreadPoolExecutor(workers) as io_pool:
+        # future -> (task, the decoder pool it went to, whether it ran alone)
+        pending: dict[Future, tuple[_Task, Executor | None, bool]] = {}
         queue = list(reversed(tasks))
         max_in_flight = workers * 4  # bounds memory held by decoded-but-unplaced frames
+        # After a codec crash, compressed files are decoded one at a time, so the next crash
+        # names its file exactly and innocent files are decoded again instead of left blank.
+        isolating = False
         try:
             while queue or pending:
-                while queue and len(pending) < max_in_flight:
+                while queue and len(pending) < (1 if isolating else max_in_flight):
                     task = queue.pop()
-                    pending[_submit(task, decoders, io_pool, voxels)] = task
+                    pool = None if task.native else decoders.get()
+                    try:
+                        future = _submit(task, pool, io_pool, voxels)
+                    except BrokenExecutor:
+                        queue.append(task)
+                        decoders.restart(pool)
+                        isolating = True
+                        continue
+                    pending[future] = (task, pool, isolating)
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    task = pending.pop(future)
+                    task, pool, alone = pending.pop(future)
+                    if isinstance(future.exception(), BrokenExecutor) and not alone:
+                        queue.append(task)  # maybe innocent: decode it again, alone
+                        decoders.restart(pool)
+                        isolating = True
+                        continue
+                    if alone and isinstance(future.exception(), BrokenExecutor):
+                        decoders.restart(pool)  # this file crashed the decoder by itself
                     images = _task_result(future, task, by_path, problems, warnings)
                     for slot, image in zip(task.slots, images, strict=True):
                         frame = stack.slots[slot]
@@ -202,6 +218,8 @@ def load_stack(
             for future in pending:
                 future.cancel()
             raise
+        finally:
+            decoders.close()
 
     if clipped:
         info = np.iinfo(dtype)
@@ -287,6 +305,36 @@ def _rescale_info(stack: SeriesStack) -> Rescale:
 
 
 # ---------------------------------------------------------------------------- execution
+class _Decoders:
+    """The pool compressed frames go to: borrowed (kept alive) or owned by this load."""
+
+    def __init__(self, borrowed: DecoderPool | None, workers: int, use_processes: bool) -> None:
+        self._borrowed = borrowed if use_processes else None
+        self._workers = workers
+        self._use_processes = use_processes
+        self._own: Executor | None = None
+
+    def get(self) -> Executor:
+        if self._borrowed is not None:
+            return self._borrowed.executor()
+        if self._own is None:
+            self._own = _executor(self._workers, self._use_processes)
+        return self._own
+
+    def restart(self, broken: Executor | None) -> None:
+        """Replace the pool that ``broken`` was, unless that already happened."""
+        if self._borrowed is not None:
+            return  # DecoderPool.executor() replaces a broken pool itself
+        if self._own is not None and self._own is broken:
+            self._own.shutdown(wait=False, cancel_futures=True)
+            self._own = None
+
+    def close(self) -> None:
+        if self._own is not None:
+            self._own.shutdown(wait=True, cancel_futures=True)
+            self._own = None
+
+
 def _executor(workers: int, use_processes: bool) -> Executor:
     if use_processes:
         # "spawn": forking a process that runs Qt or other threads is unsafe.
@@ -300,7 +348,8 @@ def _is_slot_memory(image: np.ndarray, voxels: np.ndarray, slot: int) -> bool:
     return image.__array_interface__["data"][0] == voxels[slot].__array_interface__["data"][0]
 
 
-def _submit(task: _Task, codec_pool: Executor, io_pool: Executor, voxels: np.ndarray) -> Future:
+def _submit(task: _Task, codec_pool: Executor | None, io_pool: Executor,
+            voxels: np.ndarray) -> Future:
     if task.native:
         fmt = pixel_format(task.header)
         # Read straight into the volume when the stored type is the voxel type; inversion and
@@ -309,6 +358,7 @@ def _submit(task: _Task, codec_pool: Executor, io_pool: Executor, voxels: np.nda
         out = [voxels[slot] for slot in task.slots] if direct else None
         return io_pool.submit(read_native_frames, task.header, list(task.frames), out)
     deflated = UID(task.header.transfer_syntax_uid) == DeflatedExplicitVRLittleEndian
+    assert codec_pool is not None
     return codec_pool.submit(
         decode_frames, task.header.path, list(task.frames), task.header.number_of_frames,
         deflated, task.header.photometric == "PALETTE COLOR",
@@ -326,8 +376,9 @@ def _task_result(future, task, by_path, problems, warnings) -> list[np.ndarray |
     except BrokenExecutor:
         # A codec crashed its worker process: that is why codecs run in processes. The
         # frames stay blank and the file is named; the application keeps running.
-        problems.append(FileProblem(task.header.path, "decoder stopped unexpectedly", "corrupt"))
-        warnings.append(f"{Path(task.header.path).name}: decoder stopped unexpectedly; "
+        problems.append(FileProblem(task.header.path, "the decoder crashed on this file",
+                                    "corrupt"))
+        warnings.append(f"{Path(task.header.path).name}: the decoder crashed on this file; "
                         "slice(s) left blank")
         return [None] * len(task.slots)
     except OSError as error:

@@ -12,6 +12,7 @@ import dataclasses
 import math
 import os
 import struct
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,9 @@ __all__ = [
     "read_instance_header",
     "problem_from_error",
 ]
+
+#: Serialises pydicom parsing that records warnings (``warnings.catch_warnings`` is global).
+PYDICOM_WARNINGS_LOCK = threading.RLock()
 
 #: Values larger than this are not read during a scan (pixel data, overlays, private blobs).
 _DEFER_BYTES = 1024
@@ -122,8 +126,9 @@ def read_instance_header(path: Path | str) -> InstanceHeader:
             pass  # values the fast path cannot convert: pydicom decides below
     # pydicom warns about the many small standard violations found in real files (while
     # parsing and while converting values); those are not the user's problem. A warning that
-    # the file ended early is: it becomes an error.
-    with warnings.catch_warnings(record=True) as caught:
+    # the file ended early is: it becomes an error. catch_warnings changes process-wide state,
+    # so threads (a load, an import, the tags panel) take turns here.
+    with PYDICOM_WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             dataset = _parse(path)

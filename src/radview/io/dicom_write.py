@@ -11,6 +11,7 @@ and PixelSpacing is ``[row spacing, column spacing]`` = ``[spacing[1], spacing[0
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -214,20 +215,32 @@ def write_dicom_series(
     folder = Path(folder)
     created_folder = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    # Files are written into a hidden staging folder first and moved into place only when the
+    # whole series is written: a cancel or an error then never removes or half-replaces files
+    # that were already in ``folder`` (e.g. an earlier series with the same names).
+    staging = folder / f".radview-staging-{os.getpid()}"
+    staging.mkdir(exist_ok=True)
+    staged: list[Path] = []
     try:
         for k, name in enumerate(names):
             if cancel is not None and cancel():
                 raise LoadCancelled(f"{folder}: writing the DICOM series was cancelled")
             _fill_slice(template, volume, k, plan, syntax, uids.make("instance", series_uid, k))
-            written.append(_write_atomically(template, folder / name, fsync))
+            staged.append(_write_atomically(template, staging / name, fsync))
             if progress is not None:
                 progress(k + 1, len(names))
+        written = []
+        for path in staged:
+            os.replace(path, folder / path.name)
+            written.append(folder / path.name)
+        staging.rmdir()
         if fsync:
             fsync_directory(folder)
     except BaseException:
         # Nothing partial is kept (DESIGN: outputs are all or nothing for the caller).
-        _remove_partial(written, folder if created_folder else None)
+        _remove_partial(staged, staging)
+        if created_folder and not any(folder.iterdir()):
+            folder.rmdir()
         raise
     return written
 
@@ -482,8 +495,10 @@ def _write_atomically(ds: Dataset, path: Path, fsync: bool) -> Path:
     return path
 
 
-def _remove_partial(written: Sequence[Path], created_folder: Path | None) -> None:
-    for path in written:
+def _remove_partial(staged: Sequence[Path], staging: Path) -> None:
+    for path in staged:
         path.unlink(missing_ok=True)
-    if created_folder is not None and not any(created_folder.iterdir()):
-        created_folder.rmdir()
+    if staging.exists():
+        for leftover in staging.iterdir():  # a temporary file of the write that failed
+            leftover.unlink(missing_ok=True)
+        staging.rmdir()

@@ -6,6 +6,7 @@ this, show the result or the error) and the command line can do exactly the same
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -13,12 +14,19 @@ from pathlib import Path
 
 import numpy as np
 
-from radview.core.errors import LabelMapError, NothingToOpenError, RadviewError
+from radview.core.errors import (
+    InputFileError,
+    LabelMapError,
+    LoadCancelled,
+    NothingToOpenError,
+    RadviewError,
+)
 from radview.core.labelmap import LabelMap, LiverLabel
 from radview.core.volume import Volume
 from radview.io.decoder_pool import DecoderPool
 from radview.io.dicom_header import FileProblem, InstanceHeader
 from radview.io.dicom_load import load_stack
+from radview.io.dicom_scan import problem_from_error, read_instance_header
 from radview.io.dicom_series import SeriesStack, group_series
 from radview.io.discover import discover
 from radview.io.volume_files import read_volume_file
@@ -67,6 +75,8 @@ def open_images(
         except RadviewError as error:
             problems.append(FileProblem(str(path), getattr(error, "reason", str(error))))
             continue
+        if cancel is not None and cancel():  # reading a large NIfTI cannot be interrupted
+            raise LoadCancelled("opening cancelled")
         if on_start is not None:
             on_start(volume)
         return OpenedImage(volume, problems, [], time.perf_counter() - started)
@@ -83,6 +93,7 @@ def open_series_headers(
 ) -> OpenedImage:
     """Load a series chosen in the study browser from its indexed headers (no re-scan)."""
     started = time.perf_counter()
+    headers, stale_problems = _refresh_changed(headers)
     grouping = group_series(headers)
     stacks = sorted(grouping.stacks, key=lambda s: ("localizer" in s.part, -len(s.slots)))
     if not stacks:
@@ -90,8 +101,35 @@ def open_series_headers(
                                                   list(grouping.problems)))
     result = load_stack(stacks[0], progress=progress, cancel=cancel, on_start=on_start,
                         codec_pool=codec_pool)
-    return OpenedImage(result.volume, list(grouping.problems) + result.problems, stacks[1:],
-                       time.perf_counter() - started)
+    return OpenedImage(result.volume, stale_problems + list(grouping.problems) + result.problems,
+                       stacks[1:], time.perf_counter() - started)
+
+
+def _refresh_changed(
+    headers: list[InstanceHeader],
+) -> tuple[list[InstanceHeader], list[FileProblem]]:
+    """Re-read the headers of files changed since they were indexed.
+
+    The index stores each file's Pixel Data offset; a file rewritten since (same name, new
+    header length) would otherwise be read at the wrong offset and show wrong pixels.
+    """
+    fresh: list[InstanceHeader] = []
+    problems: list[FileProblem] = []
+    for header in headers:
+        try:
+            info = os.stat(header.path)
+        except OSError as error:
+            problems.append(FileProblem(header.path, f"cannot read file ({error.strerror}); "
+                                        "re-import the folder", "unreadable"))
+            continue
+        if (info.st_size, info.st_mtime_ns) == (header.file_size, header.mtime_ns):
+            fresh.append(header)
+            continue
+        try:
+            fresh.append(read_instance_header(header.path))
+        except InputFileError as error:
+            problems.append(problem_from_error(error))
+    return fresh, problems
 
 
 def load_label_map(path: Path | str, reference: Volume) -> LabelMap:

@@ -104,6 +104,19 @@ _monotonic = time.monotonic
 _log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class _FileChange:
+    """One new/changed/failed file found by an update's read phase, applied by its write phase."""
+
+    path: str
+    key: bytes
+    signature: tuple[int, int]
+    was_indexed: bool
+    header: InstanceHeader | None
+    problem: FileProblem | None
+    remember: bool
+
+
 class StudyIndexError(RadviewError):
     """The study index database cannot be used (damaged, foreign, newer, busy, not writable)."""
 
@@ -426,7 +439,7 @@ class StudyIndex:
             elif "malformed" in message or "corrupt" in message:
                 text = f"the study index is damaged ({message}); delete it and scan again"
             elif "locked" in message or "busy" in message:
-                text = "the study index is busy (another radview is updating it); try again"
+                text = "the study index is busy (an import is writing to it); try again"
             else:
                 text = f"study index error ({message})"
             raise StudyIndexError(f"{self.path}: {text}") from error
@@ -456,7 +469,8 @@ class StudyIndex:
 
         New and changed files are read (header only), unchanged ones are skipped, and indexed
         files under these folders that are gone are removed, pruning empty series, studies and
-        patients. Everything is committed in one transaction at the end.
+        patients. Headers are read without holding the write lock; the changes are then
+        committed in one short transaction, so the index is never half-updated.
 
         Parameters
         ----------
@@ -502,21 +516,31 @@ class StudyIndex:
         report = _ThrottledProgress(progress, len(files))
         report(0)
         seen: set[bytes] = set()
-        with self._errors(), self._transaction():
+        # Read phase, without the write lock: headers are read while viewers and other
+        # connections keep reading *and writing* (e.g. saving measurements) the index.
+        changes: list[_FileChange] = []
+        with self._errors():
             for done, path in enumerate(files, start=1):
                 _check_cancel(cancel)
-                self._update_file(path, reader, result, seen)
+                change = self._read_file(path, reader, result, seen)
+                if change is not None:
+                    changes.append(change)
                 report(done)
             _check_cancel(cancel)
-            for root in walked_roots:
-                result.removed += self._remove_gone(root, seen)
-            if result.added or result.updated or result.removed:
-                self._prune_empty()
+            # Write phase: one short transaction, so the index is never half-updated.
+            with self._transaction():
+                for change in changes:
+                    self._apply_change(change, result)
+                for root in walked_roots:
+                    result.removed += self._remove_gone(root, seen)
+                if result.added or result.updated or result.removed:
+                    self._prune_empty()
         return result
 
-    def _update_file(
+    def _read_file(
         self, path: str, reader: HeaderReader, result: IndexUpdate, seen: set[bytes]
-    ) -> None:
+    ) -> _FileChange | None:
+        """What changed for one file (None when nothing did); reads, never writes."""
         db = self._db
         key = os.fsencode(path)
         try:
@@ -526,7 +550,7 @@ class StudyIndex:
             result.problems.append(
                 FileProblem(path, f"cannot read file ({error.strerror})", "unreadable")
             )
-            return
+            return None
         seen.add(key)
         signature = (info.st_size, info.st_mtime_ns)
         stored = db.execute(
@@ -534,7 +558,7 @@ class StudyIndex:
         ).fetchone()
         if stored is not None and tuple(stored) == signature:
             result.unchanged += 1
-            return
+            return None
         if stored is None:
             failed = db.execute(
                 "SELECT file_size, mtime_ns, kind, reason FROM file_problem WHERE path = ?",
@@ -542,7 +566,7 @@ class StudyIndex:
             ).fetchone()
             if failed is not None and tuple(failed[:2]) == signature:
                 result.problems.append(FileProblem(path, failed[3], failed[2]))
-                return
+                return None
 
         try:
             header = reader(Path(path))
@@ -557,25 +581,33 @@ class StudyIndex:
             problem = FileProblem(path, f"cannot read file ({error.strerror})", "unreadable")
             remember = False
         else:
-            self._write_instance(key, signature, header)
-            db.execute("DELETE FROM file_problem WHERE path = ?", (key,))
-            if stored is None:
-                result.added += 1
-            else:
-                result.updated += 1
-            return
+            return _FileChange(path, key, signature, stored is not None, header, None, False)
+        return _FileChange(path, key, signature, stored is not None, None, problem, remember)
 
+    def _apply_change(self, change: _FileChange, result: IndexUpdate) -> None:
+        db = self._db
+        key = change.key
+        if change.header is not None:
+            self._write_instance(key, change.signature, change.header)
+            db.execute("DELETE FROM file_problem WHERE path = ?", (key,))
+            if change.was_indexed:
+                result.updated += 1
+            else:
+                result.added += 1
+            return
+        problem = change.problem
+        assert problem is not None
         result.problems.append(problem)
-        if stored is not None:
+        if change.was_indexed:
             db.execute("DELETE FROM instance WHERE path = ?", (key,))
             result.removed += 1
-        if remember:
+        if change.remember:
             db.execute(
                 "INSERT INTO file_problem (path, file_size, mtime_ns, kind, reason) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET "
                 "file_size = excluded.file_size, mtime_ns = excluded.mtime_ns, "
                 "kind = excluded.kind, reason = excluded.reason",
-                (key, *signature, _text(problem.kind), _text(problem.reason)),
+                (key, *change.signature, _text(problem.kind), _text(problem.reason)),
             )
         else:
             db.execute("DELETE FROM file_problem WHERE path = ?", (key,))

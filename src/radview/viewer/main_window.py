@@ -32,15 +32,17 @@ from PySide6.QtWidgets import (
 from radview import __version__
 from radview.core.annotation_store import AnnotationStore
 from radview.core.annotations import Annotation
+from radview.core.errors import RadviewError
 from radview.core.measurements import measure, summary_label
 from radview.core.viewer_state import Layout, StudyInfo, Tool, ViewerState
 from radview.core.volume import ViewPlane, Volume
-from radview.core.windowing import WindowPreset
+from radview.core.windowing import WindowPreset, window_for
 from radview.io.decoder_pool import DecoderPool
 from radview.io.open_study import OpenedImage, load_label_map, open_images, open_series_headers
 from radview.io.study_index import StudyIndex
 from radview.viewer.measurement_panel import MeasurementPanel
 from radview.viewer.overlay_panel import OverlayPanel
+from radview.viewer.screenshot import save_png_atomically
 from radview.viewer.shortcut_sheet import ShortcutSheet
 from radview.viewer.study_browser import StudyBrowserPanel
 from radview.viewer.tags_panel import TagsPanel
@@ -63,7 +65,8 @@ class MainWindow(QMainWindow):
     open_failed = Signal(str)
 
     def __init__(self, state: ViewerState, store: AnnotationStore, index: StudyIndex,
-                 settings: QSettings, parent: QWidget | None = None) -> None:
+                 settings: QSettings, decoder_pool: DecoderPool,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
         self.store = store
@@ -72,7 +75,10 @@ class MainWindow(QMainWindow):
         self._loader: TaskRunner | None = None
         self._pending_labels: Path | None = None
         self._opened_paths: list[Path] = []
-        self.decoder_pool = DecoderPool()
+        self._loading_annotations = False
+        self._label_runner: TaskRunner | None = None
+        self._provisional_window = state.window
+        self.decoder_pool = decoder_pool
         self._series_key = ""
         self._load_started = 0.0
         self.setWindowTitle("radview")
@@ -112,6 +118,11 @@ class MainWindow(QMainWindow):
 
         self.browser.series_activated.connect(self._on_series_activated)
         self.viewport.annotation_created.connect(self._on_annotation_created)
+        # Edits from the views go through the store, so each is one undoable step.
+        self.viewport.annotation_edited.connect(store.replace)
+        self.viewport.annotation_delete_requested.connect(store.remove)
+        self.viewport.annotation_selected.connect(  # "" = a click beside the selection
+            lambda annotation_id: setattr(store, "selected_id", annotation_id or None))
         self.viewport.cursor_moved.connect(self._on_cursor_moved)
         self.measurement_panel.jump_requested.connect(self._on_jump_requested)
         store.changed.connect(self._on_annotations_changed)
@@ -132,6 +143,8 @@ class MainWindow(QMainWindow):
         bar = self.statusBar()
         self.position_label = QLabel("")
         self.timing_label = QLabel("")
+        for label in (self.position_label, self.timing_label):
+            label.setTextFormat(Qt.TextFormat.PlainText)  # units come from DICOM headers
         self.progress_bar = QProgressBar()
         self.progress_bar.setMaximumWidth(220)
         self.progress_bar.hide()
@@ -261,15 +274,30 @@ class MainWindow(QMainWindow):
             self._loader.cancel()
 
     def _is_current(self) -> bool:
-        """False for late signals of a load that was cancelled and replaced by another."""
-        return self.sender() is self._loader
+        """False for late signals of a load that was cancelled and replaced by another.
+
+        A replaced runner is deleted once its last signal (finished/failed/cancelled) arrives.
+        """
+        sender = self.sender()
+        if sender is self._loader:
+            return True
+        if isinstance(sender, TaskRunner) and not sender.is_running():
+            sender.deleteLater()
+        return False
 
     def _on_load_started(self, volume: Volume) -> None:
         """The provisional volume: show it at once and keep refreshing while it fills."""
         if not self._is_current():
             return
+        # Annotations belong to the new series from now on: nothing drawn meanwhile may land
+        # on the previous one (they are loaded from the index when the load finishes).
+        self._series_key = self._series_key_of(volume)
+        self._load_annotations_quietly([])
         self.state.show_volume(volume, self._study_info(volume))
         self._apply_remembered_preset(volume)
+        # An automatic window computed now would see the blank array; recompute at the end
+        # unless the user sets one meanwhile.
+        self._provisional_window = self.state.window
         self._partial_timer.start()
 
     def _on_load_progress(self, done: int, total: int) -> None:
@@ -291,6 +319,9 @@ class MainWindow(QMainWindow):
         volume = opened.volume
         if self.state.volume is not None and self.state.volume.voxels is volume.voxels:
             self.state.replace_volume(volume)  # same array, final warnings: keep the crosshair
+            if self.state.window == self._provisional_window:
+                self.state.window = window_for(volume)
+                self._apply_remembered_preset(volume)
         else:
             self.state.show_volume(volume, self._study_info(volume))
             self._apply_remembered_preset(volume)
@@ -310,13 +341,15 @@ class MainWindow(QMainWindow):
         self._load_annotations(volume)
         if volume.source.paths and volume.source.kind == "dicom":
             self.tags_panel.show_file(volume.source.paths[len(volume.source.paths) // 2])
-        if self._pending_labels is not None:
-            self.open_label_map(self._pending_labels)
         if volume.source.kind == "dicom" and self._opened_paths:
             # What a user opened should be in the browser next time: index it in the background.
             self.browser.import_paths(self._opened_paths)
             self._opened_paths = []
-        self.series_shown.emit()
+        if self._pending_labels is not None:
+            labels, self._pending_labels = self._pending_labels, None
+            self.open_label_map(labels)  # emits series_shown when the overlay is on screen
+        else:
+            self.series_shown.emit()
 
     def _on_load_failed(self, message: str) -> None:
         if not self._is_current():
@@ -345,19 +378,37 @@ class MainWindow(QMainWindow):
         self._loader = None
 
     def open_label_map(self, path: Path) -> None:
+        """Load a label map onto the shown image in the background (reading and resampling a
+        large NIfTI takes seconds); ``series_shown`` follows once it is on screen."""
         volume = self.state.volume
         if volume is None:
             self.set_banner("Open an image before its label map.", error=True)
             return
+        runner = TaskRunner(lambda progress, cancel, emit: load_label_map(path, volume),
+                            parent=self, name="labels")
+        runner.finished.connect(self._on_labels_loaded)
+        runner.failed.connect(self._on_labels_failed)
+        self._label_runner = runner
+        runner.start()
+
+    def _on_labels_loaded(self, label_map) -> None:
+        if self.sender() is not self._label_runner:
+            return
+        self._label_runner = None
         try:
-            self.state.set_labels(load_label_map(path, volume))
-        except (ValueError, OSError) as error:
-            self.set_banner(f"{path}: {error}", error=True)
+            self.state.set_labels(label_map)
+        except ValueError as error:  # the user opened another series meanwhile
+            self.add_to_banner(str(error))
+        else:
+            self.state.overlay_visible = True
+        self.series_shown.emit()
+
+    def _on_labels_failed(self, message: str) -> None:
+        if self.sender() is not self._label_runner:
             return
-        except Exception as error:  # noqa: BLE001 - RadviewError and codec errors alike
-            self.set_banner(str(error), error=True)
-            return
-        self.state.overlay_visible = True
+        self._label_runner = None
+        self.add_to_banner(message)
+        self.series_shown.emit()
 
     def _study_info(self, volume: Volume) -> StudyInfo:
         header = None
@@ -374,7 +425,7 @@ class MainWindow(QMainWindow):
         if header is None:
             return StudyInfo(series_description=volume.source.display_name,
                              modality=volume.modality)
-        return StudyInfo(patient_name=header.patient_name.replace("^", " ").strip(),
+        return StudyInfo(patient_name=header.patient_name,
                          patient_id=header.patient_id, study_date=header.study_date,
                          series_description=volume.source.description, modality=volume.modality)
 
@@ -385,7 +436,15 @@ class MainWindow(QMainWindow):
     def _load_annotations(self, volume: Volume) -> None:
         self._series_key = self._series_key_of(volume)
         annotations = self.index.load_annotations(self._series_key) if self._series_key else []
-        self.store.load(annotations)
+        self._load_annotations_quietly(annotations)
+
+    def _load_annotations_quietly(self, annotations: list[Annotation]) -> None:
+        """Show stored annotations without writing them straight back to the index."""
+        self._loading_annotations = True
+        try:
+            self.store.load(annotations)
+        finally:
+            self._loading_annotations = False
 
     def _on_annotation_created(self, annotation: Annotation) -> None:
         self.store.add(annotation)
@@ -397,11 +456,11 @@ class MainWindow(QMainWindow):
         labels = {a.id: self._label_of(a, volume) for a in annotations} if volume else {}
         for view in self.viewport.views.values():
             view.set_annotations(annotations, labels)
-        if self._series_key:
+        if self._series_key and not self._loading_annotations:
             try:
                 self.index.save_annotations(self._series_key, annotations)
-            except Exception as error:  # noqa: BLE001 - keep drawing; tell the user why not saved
-                self.set_banner(f"measurements not saved: {error}", error=True)
+            except RadviewError as error:  # keep drawing; tell the user why it was not saved
+                self.add_to_banner(f"measurements not saved: {error}")
 
     @staticmethod
     def _label_of(annotation: Annotation, volume: Volume) -> str:
@@ -445,8 +504,6 @@ class MainWindow(QMainWindow):
         for view in self.viewport.views.values():
             view.reset_view()
         if self.state.volume is not None:
-            from radview.core.windowing import window_for
-
             self.state.window = window_for(self.state.volume)
 
     def _on_toggle_overlay(self, checked: bool) -> None:
@@ -482,12 +539,20 @@ class MainWindow(QMainWindow):
     def _on_cursor_moved(self, world: tuple, value: object, label: object) -> None:
         x, y, z = world
         text = f"LPS ({x:.1f}, {y:.1f}, {z:.1f}) mm"
-        if value is not None:
-            unit = self.state.volume.rescale.unit if self.state.volume is not None else ""
-            text += f"   {value:.0f} {unit}".rstrip()
+        volume = self.state.volume
+        if value is not None and volume is not None:
+            unit = volume.rescale.unit
+            number = (f"{value:.0f}" if volume.voxels.dtype.kind in "iu"
+                      else f"{value:.4g}")  # float data (PET, dose, maps): keep the decimals
+            text += f"   {number} {unit}".rstrip()
         if label:
             text += f"   {label}"
         self.position_label.setText(text)
+
+    def add_to_banner(self, text: str) -> None:
+        """Add a message without hiding the warnings already shown (e.g. geometry problems)."""
+        current = self.banner.text() if self.banner.isVisible() else ""
+        self.set_banner(f"{current}; {text}" if current else text, error=True)
 
     def set_banner(self, text: str, error: bool = False) -> None:
         self.banner.setObjectName("errorBanner" if error else "warningBanner")
@@ -526,7 +591,9 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", self._last_folder(),
                                               "PNG image (*.png)")
         if path:
-            self.grab().save(path if path.lower().endswith(".png") else f"{path}.png")
+            target = Path(path if path.lower().endswith(".png") else f"{path}.png")
+            if not save_png_atomically(self.grab(), target):
+                self.add_to_banner(f"{target}: could not save the screenshot")
 
     # ------------------------------------------------------------------ drag and drop
     def dragEnterEvent(self, event) -> None:
@@ -539,7 +606,7 @@ class MainWindow(QMainWindow):
             self.open_paths(paths)
 
     # ------------------------------------------------------------------ settings
-    def _last_folder(self) -> str:
+    def _last_folder(self) -> str:  # where the last scans were opened from
         return str(self.settings.value("last_folder", str(Path.home())))
 
     def _remember_folder(self, path: Path) -> None:

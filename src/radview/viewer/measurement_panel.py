@@ -2,25 +2,30 @@
 
 A view of :class:`~radview.core.annotation_store.AnnotationStore` (DESIGN rule 2): it redraws
 on ``store.changed``, follows ``store.selected_id_changed``, and changes the store only through
-its methods, so every delete here is undoable and shows in the slice views at once. The numbers
-come from :func:`radview.core.measurements.measure`; this module only formats them (rule 8).
-Every string reaches Qt as plain text: table items never interpret markup, and the tooltip is
-escaped.
+its methods, so every delete and rename here is undoable and shows in the slice views at once.
+The numbers come from :func:`radview.core.measurements.measure`; this module only formats them
+(rule 8). Every string reaches Qt as plain text: table items never interpret markup, and the
+tooltip is escaped. A label is edited in place in the first column (F2 or the Rename button): the
+editor shows the label alone, and committing it replaces the annotation in the store.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import weakref
 from collections.abc import Callable
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QAbstractItemModel, QEvent, QModelIndex, QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTableWidget,
     QTableWidgetItem,
     QToolButton,
@@ -33,7 +38,7 @@ from radview.core.annotations import Annotation, AnnotationKind
 from radview.core.measurements import measure, measurement_lines
 from radview.core.volume import Volume
 
-__all__ = ["MeasurementPanel"]
+__all__ = ["MAX_LABEL_LENGTH", "MeasurementPanel", "plain_label"]
 
 _KIND_TEXT = {
     AnnotationKind.RULER: "Ruler",
@@ -43,10 +48,12 @@ _KIND_TEXT = {
 }
 _COLUMNS = ("Kind", "Slice", "Measurements")
 _ID_ROLE = Qt.ItemDataRole.UserRole
+#: Longest label kept (characters): a name for a finding, not a report.
+MAX_LABEL_LENGTH = 80
 
 
 class MeasurementPanel(QWidget):
-    """A table of annotations: kind, slice, measurements; delete, undo, redo, jump.
+    """A table of annotations: kind, slice, measurements; rename, delete, undo, redo, jump.
 
     Parameters
     ----------
@@ -67,6 +74,8 @@ class MeasurementPanel(QWidget):
         For the main window's Edit menu; Ctrl+Z and Ctrl+Shift+Z / Ctrl+Y.
     delete_action
         Deletes the selected annotation; Delete / Backspace while the panel has focus.
+    rename_action
+        Edits the selected annotation's label in place; F2 while the panel has focus.
     """
 
     jump_requested = Signal(object)
@@ -96,18 +105,26 @@ class MeasurementPanel(QWidget):
         # Only while the panel has focus: Delete in another widget must not remove a row here.
         self.delete_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.delete_action.setToolTip("Delete the selected measurement (Delete)")
+        self.rename_action = QAction("Rename", self)
+        self.rename_action.setShortcut(QKeySequence(Qt.Key.Key_F2))
+        self.rename_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.rename_action.setToolTip("Edit the selected measurement's label (F2)")
         self.undo_action.setToolTip("Undo the last measurement edit (Ctrl+Z)")
         self.redo_action.setToolTip("Redo (Ctrl+Shift+Z)")
         # Added to the panel so the shortcuts work even if no menu holds the actions; the main
         # window adds the *same* actions to its menu, which is not an ambiguous shortcut.
-        self.addActions([self.undo_action, self.redo_action, self.delete_action])
+        self.addActions([self.undo_action, self.redo_action, self.delete_action,
+                         self.rename_action])
 
         self.table = QTableWidget(0, len(_COLUMNS))
         self.table.setHorizontalHeaderLabels(_COLUMNS)
         self.table.setAccessibleName("Measurements")
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # Only the rename action opens an editor (a double-click jumps to the annotation).
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self._label_delegate = _LabelDelegate(self._label_of, self.rename, self.table)
+        self.table.setItemDelegateForColumn(0, self._label_delegate)
         self.table.setWordWrap(True)
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
@@ -121,11 +138,13 @@ class MeasurementPanel(QWidget):
         self.empty_label.setTextFormat(Qt.TextFormat.PlainText)
         self.empty_label.setWordWrap(True)
 
+        self.rename_button = _tool_button(self.rename_action)
         self.delete_button = _tool_button(self.delete_action)
         self.undo_button = _tool_button(self.undo_action)
         self.redo_button = _tool_button(self.redo_action)
         buttons = QHBoxLayout()
-        for button in (self.delete_button, self.undo_button, self.redo_button):
+        for button in (self.rename_button, self.delete_button, self.undo_button,
+                       self.redo_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
 
@@ -137,6 +156,7 @@ class MeasurementPanel(QWidget):
         self.undo_action.triggered.connect(self._on_undo)
         self.redo_action.triggered.connect(self._on_redo)
         self.delete_action.triggered.connect(self._on_delete)
+        self.rename_action.triggered.connect(self._on_rename)
         self.table.itemSelectionChanged.connect(self._on_table_selection_changed)
         self.table.doubleClicked.connect(self._on_row_activated)
         store.changed.connect(self.refresh)
@@ -168,6 +188,19 @@ class MeasurementPanel(QWidget):
         item = self.table.item(row, 0)
         return None if item is None else self._store.get(item.data(_ID_ROLE))
 
+    def rename(self, annotation_id: str, text: str) -> None:
+        """Give an annotation the label ``text`` (made plain: see :func:`plain_label`).
+
+        One undoable step in the store; nothing happens if the label stays the same or the
+        annotation is gone (deleted while its editor was open).
+        """
+        annotation = self._store.get(annotation_id)
+        if annotation is None:
+            return
+        label = plain_label(text)
+        if label != annotation.label:
+            self._store.replace(dataclasses.replace(annotation, label=label))
+
     # ------------------------------------------------------------------ slots
     def _on_undo(self) -> None:
         self._store.undo()
@@ -179,6 +212,21 @@ class MeasurementPanel(QWidget):
         selected = self._store.selected_id
         if selected is not None:
             self._store.remove(selected)
+
+    def _on_rename(self) -> None:
+        """Open the label editor on the selected annotation's row."""
+        selected = self._store.selected_id
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, 0)
+            if item is not None and item.data(_ID_ROLE) == selected:
+                self.table.setFocus(Qt.FocusReason.OtherFocusReason)
+                self.table.setCurrentItem(item)
+                self.table.editItem(item)
+                return
+
+    def _label_of(self, annotation_id: str) -> str:
+        annotation = self._store.get(annotation_id)
+        return "" if annotation is None else annotation.label
 
     def _on_table_selection_changed(self) -> None:
         if self._updating_selection:
@@ -236,6 +284,7 @@ class MeasurementPanel(QWidget):
         self.undo_action.setText(f"Undo {store.undo_text}" if store.can_undo else "Undo")
         self.redo_action.setText(f"Redo {store.redo_text}" if store.can_redo else "Redo")
         self.delete_action.setEnabled(store.selected_id is not None)
+        self.rename_action.setEnabled(store.selected_id is not None)
 
 
 def _disconnector(store: AnnotationStore, panel: MeasurementPanel) -> Callable[..., None]:
@@ -254,6 +303,46 @@ def _disconnector(store: AnnotationStore, panel: MeasurementPanel) -> Callable[.
             store.selected_id_changed.disconnect(alive._on_store_selection_changed)
 
     return disconnect
+
+
+def plain_label(text: str) -> str:
+    """``text`` as a one-line plain label: whitespace runs (newlines, tabs) become one space,
+    other control and format characters are dropped, and at most :data:`MAX_LABEL_LENGTH`
+    characters are kept. Markup characters stay as typed: every place that shows a label shows
+    it as plain text."""
+    words = "".join(ch for ch in " ".join(text.split()) if ch.isprintable())
+    return words[:MAX_LABEL_LENGTH].rstrip()
+
+
+class _LabelDelegate(QStyledItemDelegate):
+    """The first column's editor: a line edit holding the label alone (not "Ruler: label").
+
+    Committing does not write the table model: it renames the annotation in the store, whose
+    ``changed`` redraws the row like any other change.
+    """
+
+    def __init__(self, label_of: Callable[[str], str], rename: Callable[[str, str], None],
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._label_of = label_of
+        self._rename = rename
+
+    def createEditor(self, parent: QWidget, option: QStyleOptionViewItem,
+                     index: QModelIndex) -> QWidget:
+        editor = QLineEdit(parent)
+        editor.setMaxLength(MAX_LABEL_LENGTH)
+        editor.setPlaceholderText("Label")
+        editor.setAccessibleName("Measurement label")
+        return editor
+
+    def setEditorData(self, editor: QWidget, index: QModelIndex) -> None:
+        assert isinstance(editor, QLineEdit)
+        editor.setText(self._label_of(index.data(_ID_ROLE)))
+
+    def setModelData(self, editor: QWidget, model: QAbstractItemModel,
+                     index: QModelIndex) -> None:
+        assert isinstance(editor, QLineEdit)
+        self._rename(index.data(_ID_ROLE), editor.text())
 
 
 def _tool_button(action: QAction) -> QToolButton:
@@ -287,6 +376,9 @@ def _row_items(annotation: Annotation, volume: Volume | None) -> list[QTableWidg
         methods = [f"{m.name}: {m.method}" for m in measurements]
     items = [QTableWidgetItem(kind), QTableWidgetItem(slice_text),
              QTableWidgetItem("\n".join(lines))]
+    items[0].setToolTip("F2: edit the label")
+    for item in items[1:]:  # only the label (first column) is edited in place
+        item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
     if methods:
         # Tooltips guess whether text is markup, so it is escaped and marked up explicitly.
         items[2].setToolTip("<qt>" + "<br>".join(html.escape(m) for m in methods) + "</qt>")

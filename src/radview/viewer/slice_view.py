@@ -20,10 +20,20 @@ every paint, which costs several times more than the lookup (see ``benchmarks/re
 Mouse and wheel events are handled here, on the graphics view's viewport, before pyqtgraph's
 scene sees them: the tools need exact press/drag/release semantics (pyqtgraph's scene drops
 moves above its rate limit and turns short drags into clicks).
+
+Editing annotations. A click on an annotation of the current slice asks for it to be selected
+(``annotation_selected``); the view draws the selection it is given back
+(:meth:`SliceView.set_selected_annotation`), with square handles at its defining points. Hit
+tests are in viewport pixels, so the tolerance is the same at any zoom. A left press on a handle
+of the selected annotation -- or on its body -- wins over every tool (window/level, crosshair,
+drawing): dragging moves that point (or the whole shape) with a live preview, and the release
+emits the edited copy (``annotation_edited``). The view never changes an annotation itself: the
+store does, so every edit is one undoable step.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 from dataclasses import dataclass
@@ -41,6 +51,7 @@ from radview.viewer.state_binding import bind_while_alive
 
 __all__ = [
     "PLANE_COLOURS",
+    "HIT_TOLERANCE_PIXELS",
     "WINDOW_DRAG_PIXELS",
     "ZOOM_DRAG_PIXELS",
     "PAGE_STEP",
@@ -79,6 +90,12 @@ ZOOM_DRAG_PIXELS = 100.0
 PAGE_STEP = 10
 #: Mouse travel (screen pixels) below which a press + release is a click, not a drag.
 _CLICK_DISTANCE = 4.0
+#: How near (screen pixels) a press must be to an annotation's outline or handle to hit it.
+HIT_TOLERANCE_PIXELS = 6.0
+#: Half the side of the square handles drawn at the selected annotation's points (screen pixels).
+_HANDLE_HALF_SIZE = 3.5
+#: Ellipse outlines are hit-tested as a polygon of this many sides (error < 0.1 px at 100 px).
+_ELLIPSE_HIT_SIDES = 96
 
 _BACKGROUND = (0, 0, 0)
 _TEXT_COLOUR = QtGui.QColor(235, 235, 235)
@@ -450,6 +467,14 @@ def _pen(colour: tuple[int, ...], width: float = 1.5) -> QtGui.QPen:
 
 
 # ============================================================================ the view
+@dataclass(frozen=True)
+class _Hit:
+    """What a viewport position is on: an annotation's handle, or its body."""
+
+    annotation_id: str
+    point: int | None  # index of the handle (defining point) hit; None: the outline / inside
+
+
 @dataclass
 class _Press:
     """A mouse press being tracked until it becomes a click or a drag."""
@@ -458,8 +483,29 @@ class _Press:
     modifiers: QtCore.Qt.KeyboardModifier
     position: QtCore.QPointF  # viewport pixels
     last: QtCore.QPointF
-    mode: str = ""  # "" until dragged; then window / zoom / pan / draw
+    mode: str = ""  # "" until dragged; then window / zoom / pan / draw / edit
     window: WindowLevel | None = None
+    hit: _Hit | None = None  # the annotation under the press, if any
+
+
+@dataclass
+class _Edit:
+    """A handle or body drag of the selected annotation, until the release commits it.
+
+    Pixels are this plane's continuous ``(row, col)``; ``delta`` is how far the mouse has moved
+    the grabbed point(s) since the press, so grabbing a handle off its centre makes no jump.
+    """
+
+    annotation: Annotation
+    point: int | None  # the point being moved; None: all of them (the body was grabbed)
+    pixels: tuple[tuple[float, float], ...]  # the annotation's points when the drag began
+    start: tuple[float, float]  # the pixel under the press
+    delta: tuple[float, float] = (0.0, 0.0)
+
+    def moved_pixels(self) -> list[tuple[float, float]]:
+        d_row, d_col = self.delta
+        return [(row + d_row, col + d_col) if self.point in (None, number) else (row, col)
+                for number, (row, col) in enumerate(self.pixels)]
 
 
 class SliceView(QtWidgets.QWidget):
@@ -469,7 +515,11 @@ class SliceView(QtWidgets.QWidget):
     (``Tool.WINDOW``) or draws the active measurement tool (the angle takes three clicks);
     right-drag zooms, middle- or Shift+left-drag pans; a click moves the crosshair; a
     double-click maximises the view (again: restores); R resets zoom, pan and window; I
-    inverts; Escape drops a half-drawn annotation.
+    inverts; Escape drops a half-drawn annotation or cancels an edit in progress.
+
+    A click on an annotation of this slice selects it (a click elsewhere drops a selection
+    shown here); left-dragging a handle of the selected annotation moves that point, dragging
+    its body moves the whole annotation, in any tool; Delete / Backspace delete it.
 
     Parameters
     ----------
@@ -483,6 +533,15 @@ class SliceView(QtWidgets.QWidget):
     -------
     annotation_created(Annotation)
         A ruler / angle / ellipse / rectangle was completed; points in LPS mm.
+    annotation_selected(str)
+        The user clicked this annotation id; ``""`` when a click elsewhere dropped the
+        selection shown in this view. The view shows the selection only once it is given
+        back through :meth:`set_selected_annotation`.
+    annotation_edited(Annotation)
+        A handle or body drag ended: a copy of the selected annotation (same id, kind, plane,
+        slice and label) with the moved point(s) in LPS mm.
+    annotation_delete_requested(str)
+        Delete / Backspace was pressed while the selected annotation is shown here.
     cursor_moved(tuple, object, object)
         The mouse hovers over ``(x, y, z)`` LPS mm; the voxel value there (``float`` in the
         volume's unit, ``None`` outside the image) and the label name there (``None`` when no
@@ -490,6 +549,9 @@ class SliceView(QtWidgets.QWidget):
     """
 
     annotation_created = QtCore.Signal(object)
+    annotation_selected = QtCore.Signal(str)
+    annotation_edited = QtCore.Signal(object)
+    annotation_delete_requested = QtCore.Signal(str)
     cursor_moved = QtCore.Signal(object, object, object)
 
     def __init__(self, state: ViewerState, plane: ViewPlane,
@@ -518,8 +580,12 @@ class SliceView(QtWidgets.QWidget):
         self._annotations: list[Annotation] = []
         self._annotation_labels: dict[str, str] = {}
         self._selected_id: str | None = None
-        self._annotation_items: list[QtWidgets.QGraphicsItem] = []
+        # The graphics items of each annotation drawn (outline + label; handles are children
+        # of the outline, so they come and go with it).
+        self._annotation_items: dict[str, list[QtWidgets.QGraphicsItem]] = {}
+        self._handle_items: list[QtWidgets.QGraphicsItem] = []
         self._shown_annotations: tuple[str, ...] | None = None
+        self._edit: _Edit | None = None
         self._press: _Press | None = None
         self._draw_points: list[tuple[float, float]] = []  # (row, col) of the tool in progress
         self._wheel_remainder = 0
@@ -588,18 +654,31 @@ class SliceView(QtWidgets.QWidget):
         self._message_item.setVisible(bool(text))
 
     def set_annotations(self, annotations: list[Annotation], labels: dict[str, str]) -> None:
-        """Draw ``annotations`` that lie on this plane's current slice, with ``labels[id]``."""
+        """Draw ``annotations`` that lie on this plane's current slice, with ``labels[id]``.
+
+        An edit in progress is dropped if its annotation changed or went away meanwhile (an
+        undo during the drag): its moved copy would overwrite that change.
+        """
         self._annotations = list(annotations)
         self._annotation_labels = dict(labels)
+        if self._edit is not None and self._edit.annotation not in self._annotations:
+            self._edit = None
         self._shown_annotations = None
         self._refresh_annotations()
 
     def set_selected_annotation(self, annotation_id: str | None) -> None:
-        """Highlight one annotation (or none)."""
+        """Highlight one annotation (or none) and show handles at its points."""
         if annotation_id != self._selected_id:
             self._selected_id = annotation_id
+            if self._edit is not None and self._edit.annotation.id != annotation_id:
+                self._edit = None
             self._shown_annotations = None
             self._refresh_annotations()
+
+    def handle_points(self) -> list[QtCore.QPointF]:
+        """Viewport positions of the handles on display (the selected annotation's points)."""
+        to_viewport = self._graphics.viewportTransform()
+        return [to_viewport.map(item.scenePos()) for item in self._handle_items]
 
     def refresh(self) -> None:
         """Draw the current slice again from the arrays (they were changed in place).
@@ -859,9 +938,11 @@ class SliceView(QtWidgets.QWidget):
 
     def _on_tool_changed(self, *_: object) -> None:
         self._cancel_drawing()
-        cursor = (QtCore.Qt.CursorShape.CrossCursor if self._state.tool in _DRAWING_TOOLS
-                  else QtCore.Qt.CursorShape.ArrowCursor)
-        self._graphics.viewport().setCursor(cursor)
+        self._graphics.viewport().setCursor(self._tool_cursor())
+
+    def _tool_cursor(self) -> QtCore.Qt.CursorShape:
+        return (QtCore.Qt.CursorShape.CrossCursor if self._state.tool in _DRAWING_TOOLS
+                else QtCore.Qt.CursorShape.ArrowCursor)
 
     def _on_slider_moved(self, value: int) -> None:
         self._state.set_slice(self._plane, value)
@@ -1001,28 +1082,63 @@ class SliceView(QtWidgets.QWidget):
         if shown == self._shown_annotations:
             return
         self._shown_annotations = shown
-        for item in self._annotation_items:
-            self._view_box.removeItem(item)
-        self._annotation_items = []
+        for items in self._annotation_items.values():
+            for item in items:
+                self._view_box.removeItem(item)
+        self._annotation_items = {}
+        self._handle_items = []
         by_id = {a.id: a for a in self._annotations}
         for annotation_id in shown:
-            annotation = by_id[annotation_id]
-            selected = annotation_id == self._selected_id
-            colour = _SELECTED_COLOUR if selected else _ANNOTATION_COLOUR
+            self._draw_annotation(by_id[annotation_id])
+
+    def _draw_annotation(self, annotation: Annotation) -> None:
+        """Add the items of one annotation (the moved copy while it is being edited)."""
+        selected = annotation.id == self._selected_id
+        colour = _SELECTED_COLOUR if selected else _ANNOTATION_COLOUR
+        edit = self._edit
+        if edit is None or edit.annotation != annotation:
             pixels = [self._frame.pixel_of_world(p) for p in annotation.points]
-            path_item = QtWidgets.QGraphicsPathItem(self._shape_path(annotation.kind, pixels))
-            path_item.setPen(_pen(colour, 2.5 if selected else 1.5))
-            path_item.setZValue(20)
-            self._view_box.addItem(path_item, ignoreBounds=True)
-            self._annotation_items.append(path_item)
-            text = self._annotation_labels.get(annotation_id, annotation.label)
-            if text:
-                label = pg.TextItem(text, color=colour, anchor=(0, 1),
-                                    fill=pg.mkBrush(0, 0, 0, 120))
-                label.setPos(self._label_anchor(annotation.kind, pixels))
-                label.setZValue(21)
-                self._view_box.addItem(label, ignoreBounds=True)
-                self._annotation_items.append(label)
+            text = self._annotation_labels.get(annotation.id, annotation.label)
+        else:
+            pixels = edit.moved_pixels()
+            text = self._edit_read_out(edit, pixels)
+        path_item = QtWidgets.QGraphicsPathItem(self._shape_path(annotation.kind, pixels))
+        path_item.setPen(_pen(colour, 2.5 if selected else 1.5))
+        path_item.setZValue(20)
+        self._view_box.addItem(path_item, ignoreBounds=True)
+        items: list[QtWidgets.QGraphicsItem] = [path_item]
+        if selected:
+            # Children of the outline: removed with it, and not extra items of the ViewBox.
+            self._handle_items = [_handle_item(path_item, self._frame.view_of_pixel(*p), colour)
+                                  for p in pixels]
+        if text:
+            label = pg.TextItem(text, color=colour, anchor=(0, 1),
+                                fill=pg.mkBrush(0, 0, 0, 120))
+            label.setPos(self._label_anchor(annotation.kind, pixels))
+            label.setZValue(21)
+            self._view_box.addItem(label, ignoreBounds=True)
+            items.append(label)
+        self._annotation_items[annotation.id] = items
+
+    def _redraw_annotation(self, annotation: Annotation) -> None:
+        """Replace the items of one shown annotation (each move of an edit)."""
+        for item in self._annotation_items.pop(annotation.id, []):
+            self._view_box.removeItem(item)
+        if annotation.id == self._selected_id:
+            self._handle_items = []
+        self._draw_annotation(annotation)
+
+    def _edit_read_out(self, edit: _Edit, pixels: list[tuple[float, float]]) -> str:
+        """The label while a shape is dragged: its own text, and a ruler's live length.
+
+        The measurements come back from ``core.measurements`` once the edit is committed; a
+        region's statistics are not recomputed on every mouse move.
+        """
+        lines = [edit.annotation.label] if edit.annotation.label else []
+        if edit.annotation.kind is AnnotationKind.RULER:
+            ends = [self._world_of_pixel(*p) for p in pixels]
+            lines.append(f"{np.linalg.norm(ends[1] - ends[0]):.1f} mm")
+        return "\n".join(lines)
 
     def _shape_path(self, kind: AnnotationKind,
                     pixels: list[tuple[float, float]]) -> QtGui.QPainterPath:
@@ -1072,8 +1188,11 @@ class SliceView(QtWidgets.QWidget):
             self._preview_label.setText("")
 
     def _cancel_drawing(self) -> None:
+        """Drop a half-drawn annotation and an edit in progress (tool, slice or volume
+        changed, Escape)."""
         self._draw_points = []
         self._update_preview(None)
+        self._cancel_edit()
 
     def _finish_drawing(self, kind: AnnotationKind) -> None:
         pixels = self._draw_points[: kind.point_count]
@@ -1087,6 +1206,113 @@ class SliceView(QtWidgets.QWidget):
         volume = self._state.volume
         assert volume is not None
         return volume.world_of_plane_pixel(self._plane, self._index, row, col)
+
+    # ------------------------------------------------------------------ selecting and editing
+    def _hit(self, position: QtCore.QPointF) -> _Hit | None:
+        """The annotation of this slice under a viewport position, if any.
+
+        The selected annotation's handles come first, then its body (outline, or inside for
+        an ellipse / rectangle), then the outlines of the others, topmost (last drawn) first.
+        Distances are in viewport pixels, so the tolerance does not change with zoom.
+        """
+        if self._frame is None or (self._state.tool is Tool.ANGLE and self._draw_points):
+            return None  # the clicks of a half-drawn angle place its points
+        by_id = {a.id: a for a in self._annotations}
+        shown = [by_id[i] for i in self.shown_annotation_ids() if i in by_id]
+        here = np.array([position.x(), position.y()])
+        selected = next((a for a in shown if a.id == self._selected_id), None)
+        if selected is not None:
+            points = self._viewport_points(selected)
+            distances = np.hypot(*(points - here).T)
+            nearest = int(np.argmin(distances))
+            if distances[nearest] <= HIT_TOLERANCE_PIXELS:
+                return _Hit(selected.id, nearest)
+            if _on_shape(selected.kind, points, here, inside_counts=True):
+                return _Hit(selected.id, None)
+        for annotation in reversed(shown):
+            if annotation is not selected and _on_shape(
+                    annotation.kind, self._viewport_points(annotation), here,
+                    inside_counts=False):
+                return _Hit(annotation.id, None)
+        return None
+
+    def _viewport_points(self, annotation: Annotation) -> np.ndarray:
+        """The annotation's points as viewport pixels, shape (n, 2) as (x, y)."""
+        points = [self.viewport_point_of_pixel(*self._frame.pixel_of_world(p))
+                  for p in annotation.points]
+        return np.array([(p.x(), p.y()) for p in points], dtype=np.float64)
+
+    def _begin_edit(self, press: _Press) -> bool:
+        """Start dragging the selected annotation if the press hit it; False otherwise."""
+        hit = press.hit
+        if hit is None or hit.annotation_id != self._selected_id:
+            return False
+        annotation = next((a for a in self._annotations if a.id == hit.annotation_id), None)
+        if annotation is None or annotation.id not in self.shown_annotation_ids():
+            return False
+        pixels = tuple(self._frame.pixel_of_world(p) for p in annotation.points)
+        self._edit = _Edit(annotation, hit.point, pixels, self._pixel(press.position))
+        return True
+
+    def _move_edit(self, position: QtCore.QPointF) -> None:
+        edit = self._edit
+        if edit is None:
+            return
+        row, col = self._pixel(position)
+        edit.delta = (row - edit.start[0], col - edit.start[1])
+        self._redraw_annotation(edit.annotation)
+
+    def _commit_edit(self) -> None:
+        """Emit the moved copy of the annotation (nothing if it did not move)."""
+        edit = self._edit
+        if edit is None:
+            return
+        self._cancel_edit()  # back to the stored geometry until the store sends the new one
+        if edit.delta == (0.0, 0.0):
+            return
+        volume = self._state.volume
+        assert volume is not None
+        # The in-plane displacement of the drag, in LPS mm. The pixel -> world map is affine,
+        # so adding it moves a point exactly as far as the mouse went, at any zoom, and keeps
+        # whatever offset from the slice centre the point had.
+        index = edit.annotation.slice_index
+        shift = (volume.world_of_plane_pixel(self._plane, index, *edit.delta)
+                 - volume.world_of_plane_pixel(self._plane, index, 0.0, 0.0))
+        points = tuple(
+            tuple(float(v) for v in np.add(point, shift)) if edit.point in (None, number)
+            else point
+            for number, point in enumerate(edit.annotation.points)
+        )
+        self.annotation_edited.emit(dataclasses.replace(edit.annotation, points=points))
+
+    def _cancel_edit(self) -> None:
+        if self._edit is None:
+            return
+        self._edit = None
+        self._shown_annotations = None
+        self._refresh_annotations()
+
+    def _request_delete(self) -> bool:
+        """Ask for the selected annotation to be deleted, if it is shown here."""
+        selected = self._selected_id
+        if selected is None or selected not in self.shown_annotation_ids():
+            return False
+        self._cancel_edit()
+        self.annotation_delete_requested.emit(selected)
+        return True
+
+    def _update_hover_cursor(self, position: QtCore.QPointF) -> None:
+        hit = self._hit(position) if self.shown_annotation_ids() else None
+        shapes = QtCore.Qt.CursorShape
+        if hit is None:
+            shape = self._tool_cursor()
+        elif hit.annotation_id == self._selected_id:
+            shape = shapes.SizeAllCursor
+        else:
+            shape = shapes.PointingHandCursor
+        viewport = self._graphics.viewport()
+        if viewport.cursor().shape() != shape:
+            viewport.setCursor(shape)
 
     # ------------------------------------------------------------------ Qt events
     def showEvent(self, event: QtGui.QShowEvent) -> None:
@@ -1112,6 +1338,10 @@ class SliceView(QtWidgets.QWidget):
         chord = event.modifiers() & (QtCore.Qt.KeyboardModifier.ControlModifier
                                      | QtCore.Qt.KeyboardModifier.AltModifier
                                      | QtCore.Qt.KeyboardModifier.MetaModifier)
+        if (event.key() in (key.Key_Delete, key.Key_Backspace) and not chord
+                and self._request_delete()):
+            event.accept()
+            return
         if action is None or state.volume is None or chord:  # Ctrl+R etc. belong to menus
             super().keyPressEvent(event)
             return
@@ -1149,7 +1379,8 @@ class SliceView(QtWidgets.QWidget):
         if self._press is not None and event.buttons() & self._press.button:
             return  # a second button during a drag: ignore it
         position = event.position()
-        self._press = _Press(event.button(), event.modifiers(), position, position)
+        hit = self._hit(position) if event.button() == QtCore.Qt.MouseButton.LeftButton else None
+        self._press = _Press(event.button(), event.modifiers(), position, position, hit=hit)
 
     def _mouse_move(self, event: QtGui.QMouseEvent) -> None:
         position = event.position()
@@ -1159,6 +1390,7 @@ class SliceView(QtWidgets.QWidget):
             press = None
         if press is None:
             self._hover(position)
+            self._update_hover_cursor(position)
             return
         if not press.mode:
             travel = position - press.position
@@ -1178,7 +1410,7 @@ class SliceView(QtWidgets.QWidget):
             self._drag(press, position)
             self._end_drag(press)
         elif press.button == QtCore.Qt.MouseButton.LeftButton:
-            self._click(position)
+            self._click(position, press.hit)
 
     def _mouse_double_click(self, event: QtGui.QMouseEvent) -> None:
         # Qt sends press, release, double-click, release: the first pair already moved the
@@ -1212,6 +1444,8 @@ class SliceView(QtWidgets.QWidget):
             press.mode = "pan"
         elif press.button == buttons.RightButton:
             press.mode = "zoom"
+        elif press.button == buttons.LeftButton and self._begin_edit(press):
+            press.mode = "edit"  # a handle or the body of the selected annotation: any tool
         elif press.button == buttons.LeftButton:
             tool = self._state.tool
             if tool is Tool.WINDOW:
@@ -1241,8 +1475,13 @@ class SliceView(QtWidgets.QWidget):
             self._view_box.translateBy(t=(-shift.x(), -shift.y()))
         elif press.mode == "draw":
             self._update_preview(self._pixel(position))
+        elif press.mode == "edit":
+            self._move_edit(position)
 
     def _end_drag(self, press: _Press) -> None:
+        if press.mode == "edit":
+            self._commit_edit()
+            return
         if press.mode != "draw":
             return
         kind = _DRAWING_TOOLS.get(self._state.tool)
@@ -1253,7 +1492,13 @@ class SliceView(QtWidgets.QWidget):
         self._draw_points.append(end)
         self._finish_drawing(kind)
 
-    def _click(self, position: QtCore.QPointF) -> None:
+    def _click(self, position: QtCore.QPointF, hit: _Hit | None) -> None:
+        if hit is not None:  # selecting wins over moving the crosshair or placing a point
+            if hit.annotation_id != self._selected_id:
+                self.annotation_selected.emit(hit.annotation_id)
+            return
+        if self._selected_id is not None and self._selected_id in self.shown_annotation_ids():
+            self.annotation_selected.emit("")  # a click beside the selection drops it
         row, col = self._pixel(position)
         if self._state.tool is Tool.ANGLE:
             self._draw_points.append((row, col))
@@ -1289,6 +1534,54 @@ class SliceView(QtWidgets.QWidget):
         """Continuous (row, col) of this plane's image under a viewport position."""
         assert self._frame is not None
         return self._frame.pixel_of_view(self._view_point(viewport_position))
+
+
+def _handle_item(parent: QtWidgets.QGraphicsItem, point: QtCore.QPointF,
+                 colour: tuple[int, int, int]) -> QtWidgets.QGraphicsRectItem:
+    """A small square at ``point`` (parent coordinates), the same size in pixels at any zoom."""
+    half = _HANDLE_HALF_SIZE
+    item = QtWidgets.QGraphicsRectItem(-half, -half, 2 * half, 2 * half, parent)
+    item.setFlag(QtWidgets.QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+    item.setPen(_pen(colour, 1.0))
+    item.setBrush(QtGui.QColor(0, 0, 0, 160))
+    item.setPos(point)
+    return item
+
+
+def _on_shape(kind: AnnotationKind, points: np.ndarray, here: np.ndarray, *,
+              inside_counts: bool) -> bool:
+    """Whether viewport position ``here`` is on a shape given by its viewport ``points``.
+
+    On means within :data:`HIT_TOLERANCE_PIXELS` of the outline, or (``inside_counts``)
+    inside an ellipse / rectangle.
+    """
+    tolerance = HIT_TOLERANCE_PIXELS
+    if kind in (AnnotationKind.RULER, AnnotationKind.ANGLE):
+        return _polyline_distance(here, points) <= tolerance
+    low, high = points.min(axis=0), points.max(axis=0)
+    if kind is AnnotationKind.RECTANGLE:
+        if inside_counts and np.all(low <= here) and np.all(here <= high):
+            return True
+        corners = np.array([low, (high[0], low[1]), high, (low[0], high[1]), low])
+        return _polyline_distance(here, corners) <= tolerance
+    centre, semi = (low + high) / 2, (high - low) / 2
+    if inside_counts and np.all(semi > 0) and np.sum(((here - centre) / semi) ** 2) <= 1.0:
+        return True
+    angles = np.linspace(0.0, 2 * math.pi, _ELLIPSE_HIT_SIDES + 1)
+    outline = centre + semi * np.column_stack([np.cos(angles), np.sin(angles)])
+    return _polyline_distance(here, outline) <= tolerance
+
+
+def _polyline_distance(point: np.ndarray, vertices: np.ndarray) -> float:
+    """Distance from ``point`` to the polyline through ``vertices`` (n >= 2, shape (n, 2))."""
+    a, b = vertices[:-1], vertices[1:]
+    ab = b - a
+    length2 = np.einsum("ij,ij->i", ab, ab)
+    along = np.einsum("ij,ij->i", point - a, ab)
+    # a zero-length segment is its end point (t = 0)
+    t = np.clip(np.divide(along, length2, out=np.zeros_like(along), where=length2 > 0), 0, 1)
+    nearest = a + t[:, None] * ab
+    return float(np.min(np.hypot(*(point - nearest).T)))
 
 
 def _shown_text(item: _TextItem | _RichTextItem) -> str:

@@ -35,6 +35,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from radview.io.dicom_scan import PYDICOM_WARNINGS_LOCK
+
 __all__ = ["MAX_VALUE_CHARS", "TagsPanel"]
 
 log = logging.getLogger(__name__)
@@ -169,7 +171,7 @@ class TagsPanel(QWidget):
             )
         self.message_label.hide()
         root = self.model.invisibleRootItem()
-        with warnings.catch_warnings():
+        with PYDICOM_WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # standard violations are shown, not warned about
             if dataset.file_meta:
                 _add_elements(root, dataset.file_meta, self.frame)
@@ -216,7 +218,8 @@ class TagsPanel(QWidget):
 # ---------------------------------------------------------------------------- reading
 def _read_header(path: str) -> tuple[Dataset, bool]:
     """The dataset without pixel data, and whether the file ended before its data did."""
-    with warnings.catch_warnings(record=True) as caught:
+    # the lock: catch_warnings is process-wide and loads/imports parse in other threads
+    with PYDICOM_WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             dataset = pydicom.dcmread(path, stop_before_pixels=True)

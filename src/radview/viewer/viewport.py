@@ -25,7 +25,8 @@ _HELP_TEXT = (
     "Wheel / \u2191\u2193: slice \u00b7 PgUp/PgDn: 10 slices \u00b7 Home/End\n"
     "Left-drag: window/level (or the active tool) \u00b7 Right-drag: zoom\n"
     "Middle or Shift+left-drag: pan \u00b7 Click: move crosshair\n"
-    "Double-click: maximise \u00b7 R: reset \u00b7 I: invert"
+    "Double-click: maximise \u00b7 R: reset \u00b7 I: invert\n"
+    "Click a measurement: select \u00b7 drag its handles or body: edit \u00b7 Del: delete"
 )
 
 
@@ -131,10 +132,14 @@ class ViewportPanel(QtWidgets.QWidget):
     Signals
     -------
     annotation_created(Annotation), cursor_moved(tuple, object, object)
-        Re-emitted from whichever view produced them.
+    annotation_selected(str), annotation_edited(Annotation), annotation_delete_requested(str)
+        Re-emitted from whichever view produced them (see :class:`SliceView`).
     """
 
     annotation_created = QtCore.Signal(object)
+    annotation_selected = QtCore.Signal(str)
+    annotation_edited = QtCore.Signal(object)
+    annotation_delete_requested = QtCore.Signal(str)
     cursor_moved = QtCore.Signal(object, object, object)
 
     def __init__(self, state: ViewerState, parent: QtWidgets.QWidget | None = None) -> None:
@@ -146,6 +151,9 @@ class ViewportPanel(QtWidgets.QWidget):
         self.legend = LabelLegendPanel(state, self)
         for view in self.views.values():
             view.annotation_created.connect(self.annotation_created)
+            view.annotation_selected.connect(self.annotation_selected)
+            view.annotation_edited.connect(self.annotation_edited)
+            view.annotation_delete_requested.connect(self.annotation_delete_requested)
             view.cursor_moved.connect(self.cursor_moved)
         self._grid = QtWidgets.QGridLayout(self)
         self._grid.setContentsMargins(0, 0, 0, 0)
