@@ -184,11 +184,19 @@ def test_bad_file_shows_its_error_and_the_app_keeps_working(qtbot, window, sampl
 
 
 def test_every_menu_shortcut_is_on_the_sheet(window):
-    sheet_keys = " ".join(keys for keys, _ in SHORTCUTS)
+    """Each key of a menu action appears as a key (not inside a word) on the F1 sheet."""
+    sheet_keys = set()
+    for keys, _ in SHORTCUTS:
+        for part in keys.replace(",", "/").split("/"):
+            sheet_keys.add(part.strip().lower())
+    unlisted = []
     for action in window.actions():
         shortcut = action.shortcut().toString()
         if shortcut and shortcut not in ("Ctrl+Q", "Ctrl+Shift+O"):
-            assert shortcut.split("+")[-1] in sheet_keys, shortcut
+            if shortcut.lower() not in sheet_keys and not any(
+                    shortcut.lower() in key.split(" ") for key in sheet_keys):
+                unlisted.append(shortcut)
+    assert unlisted == []
 
 
 def test_screenshot_1x3_with_overlay_and_ruler(qtbot, window, sample, tmp_path):

@@ -335,7 +335,7 @@ def _check_inputs(labels: Volume, image: Volume, liver_label: int, tumour_label:
 
 
 # ---------------------------------------------------------------------------- lesions
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Measured:
     """A lesion before its lobe is known, plus the sums the liver totals need."""
 
@@ -637,7 +637,10 @@ def _x_histogram(
     for axis in range(3):
         # x does not vary along this axis: count along it first (usual: axis 0 of axial CT)
         if abs(coef[axis]) < _NEGLIGIBLE_MM:
-            counts = np.sum(counts, axis=axis, keepdims=True, dtype=np.int64)
+            if counts.dtype == bool:  # count_nonzero is the fast reduction of a mask
+                counts = np.count_nonzero(counts, axis=axis, keepdims=True)
+            else:
+                counts = np.sum(counts, axis=axis, keepdims=True, dtype=np.int64)
             coef[axis] = 0.0
     index = [np.arange(n, dtype=np.float64) + o for n, o in zip(counts.shape, offset, strict=True)]
     in_plane = grid.origin[0] + coef[1] * index[1][:, None] + coef[2] * index[2][None, :]

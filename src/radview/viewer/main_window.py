@@ -255,8 +255,7 @@ class MainWindow(QMainWindow):
         self.cancel_loading()
         self._load_started = time.perf_counter()
         self.set_banner("")
-        for view in self.viewport.views.values():
-            view.set_message(f"Opening {title}…")
+        self.viewport.set_message(f"Opening {title}…")
         runner = TaskRunner(job, parent=self, name="open")
         runner.item.connect(self._on_load_started)
         runner.progress.connect(self._on_load_progress)
@@ -305,8 +304,7 @@ class MainWindow(QMainWindow):
             return
         self.progress_bar.setMaximum(max(total, 1))
         self.progress_bar.setValue(done)
-        for view in self.viewport.views.values():
-            view.set_message(f"Loading {done}/{total}…" if self.state.volume is None else "")
+        self.viewport.set_message(f"Loading {done}/{total}…" if self.state.volume is None else "")
 
     def _on_partial_refresh(self) -> None:
         for view in self.viewport.views.values():
@@ -355,8 +353,7 @@ class MainWindow(QMainWindow):
         if not self._is_current():
             return
         self._end_load()
-        for view in self.viewport.views.values():
-            view.set_message(message)
+        self.viewport.set_message(message)
         self.set_banner(message, error=True)
         self.open_failed.emit(message)
 
@@ -366,8 +363,7 @@ class MainWindow(QMainWindow):
         self._end_load()
         # The provisional volume is incomplete: nothing partial stays on screen.
         self.state.clear_volume()
-        for view in self.viewport.views.values():
-            view.set_message("Loading cancelled")
+        self.viewport.set_message("Loading cancelled")
 
     def _end_load(self) -> None:
         self._partial_timer.stop()
@@ -454,8 +450,7 @@ class MainWindow(QMainWindow):
         volume = self.state.volume
         annotations = list(self.store.annotations)
         labels = {a.id: self._label_of(a, volume) for a in annotations} if volume else {}
-        for view in self.viewport.views.values():
-            view.set_annotations(annotations, labels)
+        self.viewport.set_annotations(annotations, labels)
         if self._series_key and not self._loading_annotations:
             try:
                 self.index.save_annotations(self._series_key, annotations)
@@ -470,8 +465,7 @@ class MainWindow(QMainWindow):
             return ""
 
     def _on_selected_annotation(self, annotation_id: str | None) -> None:
-        for view in self.viewport.views.values():
-            view.set_selected_annotation(annotation_id)
+        self.viewport.set_selected_annotation(annotation_id)
 
     def _on_jump_requested(self, annotation: Annotation) -> None:
         points = annotation.points
