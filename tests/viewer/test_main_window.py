@@ -237,3 +237,15 @@ def test_mr_series_opens_with_an_automatic_window_of_its_real_values(qtbot, wind
     _open(qtbot, window, tmp_path / "mr")
     assert window.state.window == auto_window(window.state.volume)
     assert window.state.window.width > 100  # not the 1-wide window of a blank array
+
+
+def test_tags_panel_follows_the_slice_under_the_crosshair(qtbot, window, sample):
+    _open(qtbot, window, sample / "dicom")
+    volume = window.state.volume
+    window.state.set_slice(ViewPlane.AXIAL, 0)
+    qtbot.waitUntil(lambda: window.tags_panel.path == volume.source.slice_files[0][0],
+                    timeout=3000)
+    window.state.set_slice(ViewPlane.AXIAL, 39)
+    qtbot.waitUntil(lambda: window.tags_panel.path == volume.source.slice_files[39][0],
+                    timeout=3000)
+    assert window.tags_panel.path != volume.source.slice_files[0][0]

@@ -68,6 +68,8 @@ class VolumeSource:
     study_uid: str = ""
     series_uid: str = ""
     description: str = ""
+    #: DICOM only: (file, frame) of each slice k of the volume, ("", 0) for a missing slice
+    slice_files: tuple[tuple[str, int], ...] = ()
 
     @property
     def display_name(self) -> str:

@@ -242,6 +242,8 @@ def _volume(stack: SeriesStack, voxels: np.ndarray, warnings: tuple[str, ...]) -
             study_uid=stack.study_uid,
             series_uid=stack.series_uid,
             description=" ".join(p for p in (stack.description, stack.part) if p),
+            slice_files=tuple((f.path, f.frame) if f is not None else ("", 0)
+                              for f in stack.slots),
         ),
         geometry_known=stack.geometry_known,
         display_inverted=any(h.photometric == "MONOCHROME1" for h in stack.instances),

@@ -113,6 +113,11 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._partial_timer = QTimer(self, interval=_PARTIAL_REFRESH_MS)
         self._partial_timer.timeout.connect(self._on_partial_refresh)
+        # The tags panel follows the slice under the crosshair, debounced: scrolling fast must
+        # not parse a header per slice.
+        self._tags_timer = QTimer(self, interval=150, singleShot=True)
+        self._tags_timer.timeout.connect(self._on_show_current_tags)
+        self._shown_tags: tuple[str, int] | None = None
         self._cine_timer = QTimer(self, interval=1000 // _CINE_FPS)
         self._cine_timer.timeout.connect(self._on_cine_tick)
 
@@ -129,6 +134,7 @@ class MainWindow(QMainWindow):
         store.selected_id_changed.connect(self._on_selected_annotation)
         state.events.layout.connect(self._on_layout_changed)
         state.events.volume.connect(self._on_volume_changed)
+        state.events.cursor.connect(self._on_cursor_changed)
         self._restore_settings()
 
     # ------------------------------------------------------------------ construction
@@ -337,8 +343,8 @@ class MainWindow(QMainWindow):
                          "import the folder to browse them")
         self.set_banner("; ".join(notes))
         self._load_annotations(volume)
-        if volume.source.paths and volume.source.kind == "dicom":
-            self.tags_panel.show_file(volume.source.paths[len(volume.source.paths) // 2])
+        self._shown_tags = None
+        self._on_show_current_tags()
         if volume.source.kind == "dicom" and self._opened_paths:
             # What a user opened should be in the browser next time: index it in the background.
             self.browser.import_paths(self._opened_paths)
@@ -519,6 +525,21 @@ class MainWindow(QMainWindow):
         if index >= volume.plane_geometry(plane).slice_count:
             index = 0
         self.state.set_slice(plane, index)
+
+    def _on_cursor_changed(self, *_: object) -> None:
+        self._tags_timer.start()
+
+    def _on_show_current_tags(self) -> None:
+        """Show the header of the file (and frame) of the slice under the crosshair."""
+        volume = self.state.volume
+        if volume is None or not volume.source.slice_files:
+            return
+        k = int(round(float(volume.world_to_index(self.state.cursor)[2])))
+        k = min(max(k, 0), len(volume.source.slice_files) - 1)
+        current = volume.source.slice_files[k]
+        if current[0] and current != self._shown_tags:
+            self._shown_tags = current
+            self.tags_panel.show_file(*current)
 
     def _on_layout_changed(self, layout: Layout) -> None:
         self.layout_actions[layout].setChecked(True)
