@@ -136,3 +136,11 @@ def test_auto_window_ignores_nan_and_inf():
     window = auto_window(Volume(voxels))
     assert np.isfinite(window.width) and 90 < window.width < 100
     assert auto_window(Volume(np.full((2, 2, 2), np.nan, np.float32))).width == 1.0
+
+
+def test_window_to_uint8_maps_nan_to_black_without_warnings():
+    from radview.core.windowing import WindowLevel, window_to_uint8
+
+    image = np.array([[np.nan, np.inf, -np.inf, 40.0]], np.float32)
+    np.testing.assert_array_equal(window_to_uint8(image, WindowLevel(80, 40)),
+                                  [[0, 255, 0, 127]])

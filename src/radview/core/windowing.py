@@ -103,6 +103,8 @@ def window_to_uint8(image: np.ndarray, window: WindowLevel, *,
     result = np.empty(image.shape, np.float32)
     np.subtract(image, np.float32(window.low), out=result, dtype=np.float32)
     result *= np.float32(scale)
+    if image.dtype.kind == "f":  # NaN/inf in float maps: black / white, not a cast error
+        np.nan_to_num(result, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
     np.clip(result, 0, 255, out=result)
     if invert:
         np.subtract(255, result, out=result)
