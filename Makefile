@@ -42,6 +42,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m benchmarks.render --out build/bench/render.json
 	$(BIN)/python -m benchmarks.soak --out build/bench/soak.json
 	$(BIN)/python -m benchmarks.responsiveness --out build/bench/responsiveness.json
+	$(BIN)/python -m benchmarks.report --out build/bench/report.json
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -63,6 +63,19 @@ def _parser() -> argparse.ArgumentParser:
                       help="save a PNG of the window once the series is shown, then exit")
     view.set_defaults(handler=_cmd_view)
 
+    report = commands.add_parser(
+        "report", help="measure a label map on a series; write the PDF report, DICOM SEG/SR/"
+        "PDF, NIfTI, JSON and CSV")
+    report.add_argument("path", type=Path, help="the image: a DICOM folder/file or a volume file")
+    report.add_argument("--labels", type=Path, required=True,
+                        help="label map on the image (1 = liver, 2 = tumour)")
+    report.add_argument("--out", type=Path, required=True, help="output folder")
+    report.add_argument("--clinical", type=Path, help="clinical values (JSON) for the scores")
+    report.add_argument("--deidentify", action="store_true",
+                        help="de-identify every output (PS3.15 basic profile)")
+    report.add_argument("--institution", help="institution name printed on the report")
+    report.set_defaults(handler=_cmd_report)
+
     sample = commands.add_parser("sample", help="write the embedded synthetic sample study")
     sample.add_argument("--out", type=Path, required=True, help="output folder")
     sample.add_argument("--matrix", type=int, default=512, help="rows and columns (default 512)")
@@ -247,6 +260,37 @@ def _cmd_view(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     return run_gui(args.path, labels=args.labels, layout=args.layout,
                    screenshot=args.screenshot)
+
+
+# ---------------------------------------------------------------------------- report
+def _cmd_report(args: argparse.Namespace) -> int:
+    from radview.io.open_study import load_label_map, open_images
+    from radview.io.study_index import default_index_path
+    from radview.report.export_study import deidentification_secret, export_report
+
+    for path in (args.path, args.labels, args.clinical):
+        if path is not None and not path.exists():
+            print(f"radview: {path}: does not exist", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    opened = open_images([args.path])
+    for problem in opened.problems:
+        print(f"  not used: {problem.path}: {problem.reason}", file=sys.stderr)
+    labels = load_label_map(args.labels, opened.volume)
+    clinical = None
+    if args.clinical is not None:
+        from radview.inference.clinical import load_clinical_json
+
+        clinical = load_clinical_json(args.clinical)
+    secret = deidentification_secret(default_index_path().parent) if args.deidentify else None
+    result = export_report(opened.volume, labels, args.out, clinical_values=clinical,
+                           deidentify_with=secret, institution=args.institution)
+    print(f"{result.lesion_count} lesion(s) measured; "
+          f"{'de-identified ' if result.deidentified else ''}outputs in {args.out}:")
+    for name in result.files.values():
+        print(f"  {name.name}")
+    for warning in result.warnings:
+        print(f"  warning: {warning}")
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------- sample

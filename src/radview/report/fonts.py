@@ -133,7 +133,8 @@ class FontSet:
     embedded
         True when the primary family is TrueType (embedded); False with the Helvetica fallback.
     warnings
-        What cannot print as intended (no TrueType font, no CJK fallback found).
+        What cannot print as intended (no TrueType font found). Characters missing from
+        every font are found per text with :meth:`missing`.
     """
 
     def __init__(self, regular: _LoadedFont, bold: _LoadedFont, fallback_paths: Sequence[Path],
@@ -174,16 +175,15 @@ class FontSet:
                 if font is not None:
                     loaded.append(font)
                     break
-            if not loaded and self.embedded:
-                self._warnings.append(
-                    "no CJK fallback font found (install fonts-droid-fallback): some "
-                    "characters print as empty boxes"
-                )
             self._fallbacks = loaded
             return loaded
 
-    def font_for(self, char: str, bold: bool = False) -> str:
-        """The font that draws ``char``: the primary one if it can, else the first fallback."""
+    def font_for(self, char: str, bold: bool = False) -> str | None:
+        """The font that draws ``char``: the primary one if it can, else the first fallback.
+
+        None when no loaded font has the character (it is then drawn, as an empty box, in the
+        primary font). With the Helvetica fallback coverage is unknown: always Helvetica.
+        """
         primary = self._primary(bold)
         if primary.codepoints is None or ord(char) in primary.codepoints:
             return primary.name
@@ -191,7 +191,15 @@ class FontSet:
             assert fallback.codepoints is not None
             if ord(char) in fallback.codepoints:
                 return fallback.name
-        return primary.name
+        return None
+
+    def missing(self, text: str, bold: bool = False) -> set[str]:
+        """The characters of ``text`` no loaded font can draw (empty with Helvetica)."""
+        primary = self._primary(bold)
+        if primary.codepoints is None:
+            return set()
+        return {c for c in text if not c.isspace() and ord(c) not in primary.codepoints
+                and self.font_for(c, bold) is None}
 
     def runs(self, text: str, bold: bool = False) -> list[tuple[str, str]]:
         """``text`` split into ``(font name, run)`` pieces, each drawable by its font."""
@@ -201,7 +209,7 @@ class FontSet:
             if char.isspace() or primary.codepoints is None or ord(char) in primary.codepoints:
                 font = primary.name  # the common case, without a call per character
             else:
-                font = self.font_for(char, bold)
+                font = self.font_for(char, bold) or primary.name
             if runs and runs[-1][0] == font:
                 runs[-1] = (font, runs[-1][1] + char)
             else:
