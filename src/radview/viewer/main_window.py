@@ -40,6 +40,8 @@ from radview.core.windowing import WindowPreset, window_for
 from radview.io.decoder_pool import DecoderPool
 from radview.io.open_study import OpenedImage, load_label_map, open_images, open_series_headers
 from radview.io.study_index import StudyIndex
+from radview.viewer.export_dialog import ExportDialog
+from radview.viewer.lesion_panel import LesionPanel
 from radview.viewer.measurement_panel import MeasurementPanel
 from radview.viewer.overlay_panel import OverlayPanel
 from radview.viewer.screenshot import save_png_atomically
@@ -77,6 +79,8 @@ class MainWindow(QMainWindow):
         self._opened_paths: list[Path] = []
         self._loading_annotations = False
         self._label_runner: TaskRunner | None = None
+        #: the open Export dialog (deleted when closed), for tests and to avoid opening two
+        self.export_dialog: ExportDialog | None = None
         self._provisional_window = state.window
         self.decoder_pool = decoder_pool
         self._series_key = ""
@@ -103,7 +107,9 @@ class MainWindow(QMainWindow):
         self.measurement_panel = MeasurementPanel(store, lambda: self.state.volume)
         self.tags_panel = TagsPanel()
         self.side_tabs = QTabWidget()
+        self.lesion_panel = LesionPanel(state)
         self.side_tabs.addTab(self.overlay_panel, "Overlay")
+        self.side_tabs.addTab(self.lesion_panel, "Lesions")
         self.side_tabs.addTab(self.measurement_panel, "Measurements")
         self.side_tabs.addTab(self.tags_panel, "DICOM tags")
         self._add_dock("Studies", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
@@ -134,6 +140,8 @@ class MainWindow(QMainWindow):
         store.selected_id_changed.connect(self._on_selected_annotation)
         state.events.layout.connect(self._on_layout_changed)
         state.events.volume.connect(self._on_volume_changed)
+        state.events.volume.connect(self._update_export_action)
+        state.events.labels.connect(self._update_export_action)
         state.events.cursor.connect(self._on_cursor_changed)
         self._restore_settings()
 
@@ -184,6 +192,9 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.browser.import_files_action)
         file_menu.addSeparator()
         file_menu.addAction(self._action("Save screenshot…", self._on_save_screenshot))
+        self.export_action = self._action("Export report…", self._on_export_report, "Ctrl+E")
+        self.export_action.setEnabled(False)  # needs a volume and a label map on screen
+        file_menu.addAction(self.export_action)
         file_menu.addSeparator()
         file_menu.addAction(self._action("Quit", self.close, QKeySequence.StandardKey.Quit))
 
@@ -601,6 +612,25 @@ class MainWindow(QMainWindow):
             "Label maps (*.nii *.nii.gz *.nrrd *.mha *.mhd);;All files (*)")
         if path:
             self.open_label_map(Path(path))
+
+    def _update_export_action(self, *_: object) -> None:
+        self.export_action.setEnabled(self.state.volume is not None
+                                      and self.state.labels is not None)
+
+    def _on_export_report(self) -> None:
+        volume, labels = self.state.volume, self.state.labels
+        if volume is None or labels is None:
+            return
+        # The de-identification key lives next to the study index (the user data dir).
+        dialog = ExportDialog(volume, labels, self.settings, self.index.path.parent, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.finished.connect(self._on_export_dialog_finished)
+        self.export_dialog = dialog
+        dialog.open()
+
+    def _on_export_dialog_finished(self, _result: int) -> None:
+        if self.sender() is self.export_dialog:
+            self.export_dialog = None
 
     def _on_save_screenshot(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", self._last_folder(),

@@ -40,6 +40,7 @@ SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("Ctrl+H", "Hide / show patient name and ID (screen sharing)"),
     ("Ctrl+O", "Open a folder"),
     ("Ctrl+I", "Import a folder into the study index"),
+    ("Ctrl+E", "Export the report (PDF, DICOM SEG / SR, tables)"),
     ("F1", "This sheet"),
 )
 
