@@ -63,6 +63,7 @@ from reportlab.platypus import (
 )
 from reportlab.platypus.flowables import Flowable
 
+from radview.core.dicom_text import format_person_name
 from radview.core.measurements import Measurement
 from radview.core.volume import ViewPlane
 from radview.io.atomic import write_bytes_atomically
@@ -334,7 +335,7 @@ class _Builder:
         if header.deidentified:
             patient = f"Patient: {DEIDENTIFIED}"
         else:
-            name = header.patient_name or NOT_GIVEN
+            name = format_person_name(header.patient_name or "") or NOT_GIVEN
             patient = f"Patient: {name} · ID: {header.patient_id or NOT_GIVEN}"
         y = _PAGE_H - 12 * mm
         gap = 6 * mm
@@ -390,7 +391,9 @@ class _Builder:
         label = self.label
         acquisition = "; ".join(f"{name} {value}" for name, value in h.acquisition)
         rows = [
-            [label("Patient"), self.field(h.patient_name, identifying=True),
+            [label("Patient"), self.field(
+                format_person_name(h.patient_name) if h.patient_name else h.patient_name,
+                identifying=True),
              label("Patient ID"), self.field(h.patient_id, identifying=True)],
             [label("Birth date"), self.field(h.birth_date, identifying=True, date=True),
              label("Sex"), self.field(h.sex)],

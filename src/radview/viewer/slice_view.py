@@ -43,6 +43,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from radview.core.annotations import Annotation, AnnotationKind
+from radview.core.dicom_text import format_dicom_date, format_person_name
 from radview.core.labelmap import LabelMap
 from radview.core.viewer_state import Tool, ViewerState
 from radview.core.volume import PlaneGeometry, ViewPlane, Volume
@@ -913,11 +914,11 @@ class SliceView(QtWidgets.QWidget):
         lines: list[tuple[str, bool]] = []  # (plain text, bold)
         if not self._state.hide_patient_info:
             if study.patient_name:
-                lines.append((_format_person_name(study.patient_name), True))
+                lines.append((format_person_name(study.patient_name), True))
             if study.patient_id:
                 lines.append((f"ID {study.patient_id}", False))
         if study.study_date:
-            lines.append((_format_date(study.study_date), False))
+            lines.append((format_dicom_date(study.study_date), False))
         if study.series_description:
             lines.append((study.series_description, False))
         # Long lines end in an ellipsis before the top orientation letter (narrow views).
@@ -1588,18 +1589,3 @@ def _shown_text(item: _TextItem | _RichTextItem) -> str:
     return item.text if item.isVisible() else ""
 
 
-def _format_person_name(value: str) -> str:
-    """DICOM PN ``Family^Given^Middle^Prefix^Suffix`` as ``Family, Given Middle``.
-
-    Only the alphabetic group (before any ``=``) is shown.
-    """
-    parts = [part.strip() for part in value.split("=")[0].split("^")]
-    family, given = parts[0], " ".join(p for p in parts[1:3] if p)
-    return f"{family}, {given}" if family and given else family or given
-
-
-def _format_date(value: str) -> str:
-    """DICOM DA ``YYYYMMDD`` as ``YYYY-MM-DD``; anything else unchanged."""
-    if len(value) == 8 and value.isdigit():
-        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
-    return value

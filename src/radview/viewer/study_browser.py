@@ -66,6 +66,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from radview.core.dicom_text import format_dicom_date, format_person_name
 from radview.core.errors import RadviewError
 from radview.core.windowing import window_for, window_to_uint8
 from radview.io.dicom_header import InstanceHeader
@@ -178,13 +179,6 @@ def make_series_thumbnail(index_path: str, series_uid: str, size: int = THUMBNAI
 
 
 # ---------------------------------------------------------------------------- formatting
-def _format_date(value: str) -> str:
-    value = value.strip()
-    if len(value) == 8 and value.isdigit():
-        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
-    return value
-
-
 def _format_time(value: str) -> str:
     value = value.strip()
     if len(value) >= 4 and value[:4].isdigit():
@@ -193,13 +187,7 @@ def _format_time(value: str) -> str:
 
 
 def _person_name(value: str) -> str:
-    """``FAMILY^GIVEN^MIDDLE^PREFIX^SUFFIX`` as ``FAMILY, GIVEN MIDDLE``."""
-    alphabetic = value.split("=", 1)[0] or value
-    parts = [part.strip() for part in alphabetic.split("^")]
-    family = parts[0] if parts else ""
-    given = " ".join(part for part in parts[1:3] if part)
-    name = ", ".join(part for part in (family, given) if part)
-    return name or "(no name)"
+    return format_person_name(value) or "(no name)"
 
 
 def _joined(*parts: str) -> str:
@@ -432,7 +420,7 @@ class StudyBrowserPanel(QWidget):
         sex = patient.sex if patient else ""
         modalities = sorted({m for study in studies for m in study.modalities})
         details = _joined(f"ID {patient_id}" if patient_id else "",
-                          f"born {_format_date(birth)}" if birth else "", sex)
+                          f"born {format_dicom_date(birth)}" if birth else "", sex)
         items = _row(name, ", ".join(modalities), "", details,
                      str(sum(study.number_of_images for study in studies)))
         font = QFont(items[0].font())
@@ -444,7 +432,7 @@ class StudyBrowserPanel(QWidget):
         return items
 
     def _study_items(self, study: StudyRow) -> list[QStandardItem]:
-        when = " ".join(part for part in (_format_date(study.study_date),
+        when = " ".join(part for part in (format_dicom_date(study.study_date),
                                           _format_time(study.study_time)) if part)
         details = _joined(f"{study.number_of_series} series",
                           f"accession {study.accession_number}" if study.accession_number
