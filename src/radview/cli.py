@@ -85,6 +85,29 @@ def _parser() -> argparse.ArgumentParser:
                         help="do nothing when the folder already holds a sample study")
     sample.set_defaults(handler=_cmd_sample)
 
+    analyze = commands.add_parser(
+        "analyze", help="segment liver and tumours with the installed model, measure, and "
+        "write measurements.json + labels.nii.gz (and the report with --report)")
+    analyze.add_argument("path", type=Path, help="the image: a DICOM folder/file or a volume file")
+    analyze.add_argument("--series", metavar="UID", help="the series to analyse (default: the "
+                         "one with the most slices; `radview info` lists them)")
+    analyze.add_argument("--out", type=Path, required=True,
+                         help="output folder (required; never the input folder: nothing is "
+                         "written next to the scans)")
+    analyze.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                         help="where the model runs (default auto: the GPU when available)")
+    analyze.add_argument("--models", metavar="ID,...",
+                         help="only use these model ids (comma-separated)")
+    analyze.add_argument("--clinical", type=Path, metavar="FILE.json",
+                         help="clinical values (JSON) for the clinical scores")
+    analyze.add_argument("--report", action="store_true",
+                         help="also write the PDF report and DICOM SEG/SR/PDF")
+    analyze.add_argument("--deidentify", action="store_true",
+                         help="de-identify every output (PS3.15 basic profile)")
+    analyze.add_argument("--force", action="store_true",
+                         help="run even if the series' modality is not the model's")
+    analyze.set_defaults(handler=_cmd_analyze)
+
     models = commands.add_parser("models", help="list the installed models (and unusable ones)")
     models.add_argument("--json", action="store_true", help="print JSON instead of text")
     models.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
@@ -289,6 +312,61 @@ def _cmd_report(args: argparse.Namespace) -> int:
     for name in result.files.values():
         print(f"  {name.name}")
     for warning in result.warnings:
+        print(f"  warning: {warning}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- analyze
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from radview.inference.analyze import AnalysisWriters, analyze_study, write_analysis
+    from radview.io.study_index import default_index_path
+    from radview.report.deidentify import Deidentifier
+    from radview.report.export_study import deidentification_secret, export_report
+    from radview.report.tables import write_findings_json, write_labels_nifti
+
+    for path in (args.path, args.clinical):
+        if path is not None and not path.exists():
+            print(f"radview: {path}: does not exist", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    source = args.path.resolve()
+    source_folder = source if source.is_dir() else source.parent
+    out = args.out.resolve()
+    if out == source_folder or source_folder in out.parents:
+        print(f"radview: {args.out}: is inside the input folder {source_folder}; choose an "
+              "output folder elsewhere (nothing is written next to the scans)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    clinical = None
+    if args.clinical is not None:
+        from radview.inference.clinical import load_clinical_json
+
+        clinical = load_clinical_json(args.clinical)
+    wanted = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    result = analyze_study([args.path], series_uid=args.series, models=wanted,
+                           device=args.device, clinical_values=clinical, force=args.force)
+    for path, reason in result.problems:
+        print(f"  not used: {path}: {reason}", file=sys.stderr)
+    secret = deidentification_secret(default_index_path().parent) if args.deidentify else None
+    writers = AnalysisWriters(write_findings_json, write_labels_nifti, export_report,
+                              lambda key, uid: Deidentifier(key).uid(uid))
+    written = write_analysis(result, args.out, writers=writers, report=args.report,
+                             deidentify_with=secret)
+    seg = result.segmentation
+    manifest = result.model.manifest
+    print(f"model {manifest.id} {manifest.version} on {seg.provider}: {seg.seconds:.1f} s "
+          f"(analysis {result.seconds:.1f} s)")
+    if result.findings is None:
+        print("no liver found")
+    else:
+        findings = result.findings
+        print(f"liver volume {findings.liver_volume.value:.1f} mL; "
+              f"{len(findings.lesions)} lesion(s); tumour burden "
+              f"{findings.tumour_burden.value:.1f} %")
+        for lesion in findings.lesions:
+            print(f"  lesion {lesion.id}: {lesion.long_axis.value:.1f} x "
+                  f"{lesion.short_axis.value:.1f} mm, {lesion.volume.value:.2f} mL")
+    print(f"{'de-identified ' if secret is not None else ''}outputs in {args.out}: "
+          + ", ".join(sorted(p.name for p in written.files.values())))
+    for warning in dict.fromkeys([*result.warnings, *written.warnings]):
         print(f"  warning: {warning}")
     return EXIT_OK
 

@@ -1,0 +1,321 @@
+"""One study, end to end: open a series, segment liver and tumour, measure, score, write.
+
+:func:`analyze_study` is the logic behind ``radview analyze`` (and the viewer's "Analyse"
+action): a pure function with ``progress``/``cancel`` (DESIGN rule 4). :func:`write_analysis`
+writes ``measurements.json`` and ``labels.nii.gz`` (and, asked, the full report).
+
+Layering: ``radview.inference`` sits below ``radview.report`` (import-linter "layers" contract),
+so it cannot import the report writers. The composition root (``radview.cli``, ``radview.app``)
+passes them in as :class:`AnalysisWriters`; :func:`write_analysis` only decides what to write.
+
+``measurements.json`` holds no patient identifiers: ``series_uid`` (pseudonymised when
+de-identifying), ``models`` (id, version, sha256, provider, seconds), ``liver`` (``volume_ml``,
+``centroid_lps``; ``null`` when no liver was found), ``lesions`` (as
+:func:`radview.core.lesions.to_json`), ``tumor_burden_percent``, ``staging``/``triage``
+(``null`` with a note until those pipelines exist), ``clinical`` (when values were given) and
+``warnings``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from radview.core.errors import LoadCancelled, NothingToOpenError, RadviewError
+from radview.core.labelmap import LabelMap
+from radview.core.lesions import LiverFindings, NoLiverError, measure_liver, to_json
+from radview.core.volume import Volume
+from radview.inference.clinical import ClinicalValues, clinical_summary
+from radview.inference.manifest import ModelTask
+from radview.inference.pipeline import SegmentationResult, segment
+from radview.inference.registry import RegisteredModel, RegistryResult, discover_models
+from radview.inference.runtime import SessionCache
+
+__all__ = [
+    "NO_LIVER_WARNING",
+    "NoModelError",
+    "SeriesNotFoundError",
+    "AnalysisResult",
+    "AnalysisWriters",
+    "WrittenAnalysis",
+    "analyze_study",
+    "analysis_json",
+    "write_analysis",
+]
+
+ProgressCallback = Callable[[int, int], None]
+CancelCallback = Callable[[], bool]
+
+NO_LIVER_WARNING = "no liver found"
+MEASUREMENTS_NAME = "measurements.json"
+LABELS_NAME = "labels.nii.gz"
+_NOT_INSTALLED = "no {task} model installed"
+_NOT_IMPLEMENTED = ("{task} model {model} is installed, but {task} is not implemented in this "
+                    "version of radview; no {task} result was computed")
+
+
+class NoModelError(RadviewError):
+    """No usable segmentation model is installed (or none of the requested ids is one)."""
+
+
+class SeriesNotFoundError(RadviewError):
+    """The requested series UID is not among the series found under the given paths."""
+
+
+@dataclass
+class AnalysisResult:
+    """Everything :func:`analyze_study` found; ``findings`` is None when there is no liver."""
+
+    image: Volume
+    model: RegisteredModel
+    segmentation: SegmentationResult
+    findings: LiverFindings | None
+    clinical: dict[str, Any] | None = None
+    clinical_values: ClinicalValues | None = None
+    #: ``{"staging": note, "triage": note}``: why there is no result for each
+    notes: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    #: files under the paths that were not used (path, reason)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def labels(self) -> Volume:
+        return self.segmentation.labels
+
+    @property
+    def liver_found(self) -> bool:
+        return self.findings is not None
+
+
+@dataclass(frozen=True)
+class AnalysisWriters:
+    """The report layer's writers, passed in by the composition root (see the module doc).
+
+    ``write_json(document, path)`` and ``write_labels(volume, path)`` write atomically
+    (:func:`radview.report.tables.write_findings_json`, :func:`~radview.report.tables.
+    write_labels_nifti`); ``export_report`` is :func:`radview.report.export_study.export_report`;
+    ``pseudonymise_uid(key, uid)`` maps a UID as the report's de-identification does.
+    """
+
+    write_json: Callable[[Mapping[str, object], Path], Path]
+    write_labels: Callable[[Volume, Path], Path]
+    export_report: Callable[..., Any] | None = None
+    pseudonymise_uid: Callable[[bytes, str], str] | None = None
+
+
+@dataclass
+class WrittenAnalysis:
+    files: dict[str, Path] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- analysis
+def analyze_study(
+    paths: Iterable[Path | str],
+    *,
+    series_uid: str | None = None,
+    models: Sequence[str] | None = None,
+    device: str = "auto",
+    clinical_values: ClinicalValues | None = None,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCallback | None = None,
+    sessions: SessionCache | None = None,
+    registry: RegistryResult | None = None,
+) -> AnalysisResult:
+    """Open a series, segment it with the installed segmentation model, measure and score.
+
+    Parameters
+    ----------
+    paths
+        Files or folders holding the series (DICOM or a volume file).
+    series_uid
+        Analyse this series (the stack with the most slices if it has several); default the
+        series :func:`radview.io.open_study.open_images` picks.
+    models
+        Only these model ids may be used; default any segmentation model (first by id).
+    device
+        ``"auto"``, ``"cpu"`` or ``"gpu"``.
+    clinical_values
+        Entered clinical values; the clinical scores are computed when given.
+    force
+        Run the model even if the series' modality is not the model's.
+    progress, cancel
+        ``progress(done, total)`` per phase (loading, then segmentation); ``cancel()`` stops
+        with :class:`LoadCancelled`.
+    sessions, registry
+        A session cache and a discovery result to reuse; default new ones.
+
+    Raises
+    ------
+    NoModelError
+        No usable segmentation model (among ``models``) is installed.
+    SeriesNotFoundError
+        ``series_uid`` is not under ``paths``.
+    NothingToOpenError
+        Nothing under ``paths`` can be opened.
+    ModalityMismatchError
+        The series' modality is not the model's and ``force`` is False.
+    ClinicalValueError
+        A clinical value is implausible.
+    """
+    started = time.perf_counter()
+    paths = [Path(p) for p in paths]
+    registry = registry if registry is not None else discover_models()
+    model = _segmentation_model(registry, models)
+    image, problems = _open(paths, series_uid, progress, cancel)
+    warnings = list(image.warnings)
+    if cancel is not None and cancel():
+        raise LoadCancelled("analysis cancelled")
+    result = segment(image, model, sessions or SessionCache(), device=device,
+                     progress=progress, cancel=cancel, force=force)
+    warnings.extend(result.warnings)
+    if result.fallback_reason:
+        warnings.append(result.fallback_reason)
+    findings: LiverFindings | None
+    try:
+        findings = measure_liver(result.labels, image)
+    except NoLiverError:
+        findings = None
+        warnings.append(NO_LIVER_WARNING)
+    else:
+        warnings.extend(findings.warnings)
+    clinical = None
+    if clinical_values is not None:
+        diameters = [lesion.long_axis.value for lesion in findings.lesions] if findings else None
+        clinical = clinical_summary(clinical_values, diameters)
+    notes = {}
+    for task in (ModelTask.STAGING, ModelTask.TRIAGE):
+        installed = registry.for_task(task)
+        if installed:
+            note = _NOT_IMPLEMENTED.format(task=task.value, model=installed[0].id)
+            warnings.append(note)
+        else:
+            note = _NOT_INSTALLED.format(task=task.value)
+        notes[task.value] = note
+    return AnalysisResult(image, model, result, findings, clinical, clinical_values, notes,
+                          warnings, problems, time.perf_counter() - started)
+
+
+def _segmentation_model(registry: RegistryResult, wanted: Sequence[str] | None
+                        ) -> RegisteredModel:
+    candidates = registry.for_task(ModelTask.SEGMENTATION)
+    if wanted:
+        for model_id in wanted:
+            if model_id not in registry.ids():
+                registry.get(model_id)  # raises UnknownModelError explaining why
+        candidates = [model for model in candidates if model.id in wanted]
+        if not candidates:
+            raise NoModelError(f"none of the models {', '.join(wanted)} is a segmentation "
+                               "model (radview models lists what is available)")
+    if not candidates:
+        raise NoModelError("no segmentation model installed (radview models lists what is "
+                           "available)")
+    return candidates[0]
+
+
+def _open(paths: list[Path], series_uid: str | None, progress: ProgressCallback | None,
+          cancel: CancelCallback | None) -> tuple[Volume, list[tuple[str, str]]]:
+    from radview.io.dicom_load import load_stack
+    from radview.io.discover import discover
+    from radview.io.open_study import open_images
+
+    if series_uid is None:
+        opened = open_images(paths, progress=progress, cancel=cancel)
+        return opened.volume, [(p.path, p.reason) for p in opened.problems]
+    found = discover(paths, progress=progress, cancel=cancel)
+    stacks = [stack for stack in found.stacks if stack.series_uid == series_uid]
+    if not stacks:
+        available = ", ".join(sorted({s.series_uid for s in found.stacks})) or "none"
+        if not found.stacks and not found.volume_files:
+            raise NothingToOpenError(f"{', '.join(map(str, paths))}: no DICOM series found")
+        raise SeriesNotFoundError(f"series {series_uid} is not under {', '.join(map(str, paths))} "
+                                  f"(found: {available}; radview info lists them)")
+    stacks.sort(key=lambda s: ("localizer" in s.part, -len(s.slots)))
+    loaded = load_stack(stacks[0], progress=progress, cancel=cancel)
+    problems = [(p.path, p.reason) for p in (*found.problems, *loaded.problems)]
+    return loaded.volume, problems
+
+
+# ---------------------------------------------------------------------------- output
+def analysis_json(result: AnalysisResult, *, series_uid: str | None = None) -> dict[str, object]:
+    """``measurements.json`` content (see the module docstring); no patient identifiers.
+
+    ``series_uid`` replaces the image's (a pseudonym when de-identifying).
+    """
+    model = result.model
+    manifest = model.manifest
+    seg = result.segmentation
+    document: dict[str, object]
+    if result.findings is not None:
+        document = to_json(result.findings)
+    else:
+        document = {"liver": None, "lesions": [], "tumor_burden_percent": None,
+                    "total_tumour_volume_ml": None}
+    document["series_uid"] = (series_uid if series_uid is not None
+                              else result.image.source.series_uid)
+    document["models"] = [{
+        "id": manifest.id, "version": manifest.version, "sha256": manifest.sha256,
+        "task": manifest.task.value, "provider": seg.provider, "seconds": seg.seconds,
+        "fallback_reason": seg.fallback_reason,
+    }]
+    document["staging"] = None
+    document["triage"] = None
+    document["notes"] = dict(result.notes)
+    if result.clinical is not None:
+        document["clinical"] = dict(result.clinical)
+    document["warnings"] = list(dict.fromkeys(result.warnings))
+    return document
+
+
+def write_analysis(
+    result: AnalysisResult,
+    out_dir: str | Path,
+    *,
+    writers: AnalysisWriters,
+    report: bool = False,
+    deidentify_with: bytes | None = None,
+) -> WrittenAnalysis:
+    """Write ``labels.nii.gz`` and ``measurements.json`` (and the full report) to ``out_dir``.
+
+    With ``report`` the report layer's ``export_report`` runs first (PDF, SEG, SR, encapsulated
+    PDF, CSV, ...); ``measurements.json`` is written after it so the file with the models'
+    provenance is the one that stays. Without a liver there is nothing to report: the report
+    is skipped with a warning, the JSON and the (empty) label map are still written.
+
+    Raises
+    ------
+    ExportError
+        A file cannot be written.
+    ValueError
+        ``report`` is asked but ``writers`` has no ``export_report``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = WrittenAnalysis()
+    if report:
+        if writers.export_report is None:
+            raise ValueError("writers.export_report is needed to write the report")
+        if result.findings is None:
+            written.warnings.append(f"report not written: {NO_LIVER_WARNING}")
+        else:
+            exported = writers.export_report(
+                result.image, LabelMap.liver(result.labels), out_dir,
+                clinical_values=result.clinical_values, deidentify_with=deidentify_with,
+                labels_from_model=True)
+            written.files.update(exported.files)
+            written.warnings.extend(w for w in exported.warnings if w not in result.warnings)
+    series_uid = result.image.source.series_uid
+    if deidentify_with is not None and series_uid:
+        if writers.pseudonymise_uid is None:
+            raise ValueError("writers.pseudonymise_uid is needed to de-identify")
+        series_uid = writers.pseudonymise_uid(deidentify_with, series_uid)
+    written.files["labels"] = writers.write_labels(result.labels, out_dir / LABELS_NAME)
+    document = analysis_json(result, series_uid=series_uid)
+    document["warnings"] = list(dict.fromkeys([*document["warnings"], *written.warnings]))
+    written.files["json"] = writers.write_json(document, out_dir / MEASUREMENTS_NAME)
+    return written

@@ -1,0 +1,447 @@
+"""Liver/tumour segmentation: preprocess a Volume as its model's manifest says, run the model
+slice by slice in batches, and put the labels back on the source grid.
+
+Long work (DESIGN rule 4): :func:`segment` is a pure function with ``progress(done, total)``
+(throttled, per batch) and ``cancel()`` (polled between batches, raises
+:class:`~radview.core.errors.LoadCancelled`).
+
+Preprocessing (in this order)
+-----------------------------
+1. **Non-finite voxels** (NaN/inf, possible in NIfTI) are replaced by the window minimum (the
+   image minimum when the manifest has no window), with a warning.
+2. **Body crop** (CT only, to save work): voxels above :data:`BODY_THRESHOLD_HU` (-500 HU) form
+   the body mask; its largest 26-connected component (found on an in-plane subsampled mask
+   for bounded memory) gives a bounding box, widened by :data:`BODY_MARGIN_VOXELS` on each side.
+   Only that box is processed; everything outside it is background. No body -> no crop.
+3. **Resampling** with SimpleITK (linear) to the manifest's ``input.spacing_mm``: in-plane for
+   two values, in-plane and through-plane for three. The new grid is centred on the old one.
+   Skipped when the spacing already matches (within 1e-3 mm).
+4. **Normalisation** from the manifest: clip to ``[window_low, window_high]`` when given, then
+   map the window linearly onto ``scale``, or subtract ``mean`` and divide by ``std``.
+5. **Neighbouring slices** (2.5D): ``channels = 2k + 1`` slices centred on each slice; slices
+   beyond the first/last are replaced by the first/last (edge replication).
+6. **Pad or crop** each slice to the model's ``[H, W]``, centred: a smaller image is padded
+   with the normalised window minimum (air); a larger one is centre-cropped with a warning
+   (the part outside is left as background).
+
+Inference runs ``batch_size`` slices at a time; each batch's logits are reduced to uint8 labels
+(argmax over classes) at once, so at most one batch of logits is ever held.
+
+Putting back and post-processing
+--------------------------------
+Un-pad/un-crop, resample the labels to the (cropped) source grid with nearest neighbour,
+place them in the full source grid, then, on the source grid:
+
+* **largest component**: the largest 26-connected component of liver + tumour (tumour counts
+  as liver for connectivity) is kept; everything else becomes background;
+* **tumour inside the liver**: tumour voxels are kept only inside the liver envelope (the liver
+  label with its holes filled, slice by slice and in 3D) dilated by
+  :data:`TUMOUR_MARGIN_MM` (2 mm, an ellipsoid in voxels from the spacing); others become
+  background. A lesion bulging out of the liver by more than 2 mm is trimmed to that margin;
+* **hole filling**: background enclosed by liver + tumour within an axial slice becomes liver
+  (vessels, partial-volume gaps).
+
+An empty result (no liver) is not an error here; the caller reports "no liver found".
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from radview.core.errors import LoadCancelled, RadviewError
+from radview.core.labelmap import LiverLabel
+from radview.core.volume import Rescale, Volume
+from radview.inference.manifest import ModelManifest
+from radview.inference.registry import RegisteredModel, check_modality
+from radview.inference.runtime import SessionCache
+
+__all__ = [
+    "BODY_THRESHOLD_HU",
+    "BODY_MARGIN_VOXELS",
+    "TUMOUR_MARGIN_MM",
+    "UnsupportedModelError",
+    "SegmentationResult",
+    "segment",
+    "postprocess_liver",
+]
+
+ProgressCallback = Callable[[int, int], None]
+CancelCallback = Callable[[], bool]
+
+#: CT voxels above this (HU) are "body" for the crop; air and lung-free background are below.
+BODY_THRESHOLD_HU = -500.0
+#: Voxels added around the body's bounding box on each side (interpolation support).
+BODY_MARGIN_VOXELS = 2
+#: Tumour voxels farther than this outside the (hole-filled) liver are removed.
+TUMOUR_MARGIN_MM = 2.0
+#: Progress is reported at most this often (seconds), plus once at the end.
+PROGRESS_INTERVAL_S = 0.05
+_SPACING_TOLERANCE_MM = 1e-3
+_BODY_MASK_TARGET = 128  # the body mask is subsampled in-plane to about this many voxels
+_LIVER_NAMES = frozenset({"liver"})
+_TUMOUR_NAMES = frozenset({"tumor", "tumour", "lesion", "liver tumor", "liver tumour"})
+
+
+class UnsupportedModelError(RadviewError):
+    """A registered model this pipeline cannot run (3D/sequence layout, no liver label)."""
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    """Labels (uint8, 0 background, 1 liver, 2 tumour) on the source grid and how they came."""
+
+    labels: Volume
+    provider: str
+    seconds: float
+    fallback_reason: str | None = None
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def has_liver(self) -> bool:
+        return bool(np.any(self.labels.voxels == LiverLabel.LIVER))
+
+
+# ---------------------------------------------------------------------------- segment
+def segment(
+    volume: Volume,
+    model: RegisteredModel,
+    sessions: SessionCache,
+    *,
+    device: str = "auto",
+    progress: ProgressCallback | None = None,
+    cancel: CancelCallback | None = None,
+    batch_size: int = 8,
+    force: bool = False,
+) -> SegmentationResult:
+    """Segment liver and tumour in ``volume`` with ``model`` (see the module docstring).
+
+    Parameters
+    ----------
+    volume
+        The image (HU for CT), any grid.
+    model
+        A registered segmentation model with an N, C, H, W layout (any axis order).
+    sessions
+        Where onnxruntime sessions are cached.
+    device
+        ``"auto"``, ``"cpu"`` or ``"gpu"`` (see :func:`radview.inference.runtime.choose_providers`).
+    progress
+        ``progress(done, total)`` in model-grid slices, after a batch, at most every 50 ms and
+        always at the end.
+    cancel
+        Polled between batches; True stops with :class:`LoadCancelled`.
+    batch_size
+        Slices per inference call (1 when the model's batch axis is fixed).
+    force
+        Run a model on a series of another modality (a warning is recorded).
+
+    Returns
+    -------
+    SegmentationResult
+        ``labels`` on ``volume``'s grid; may hold no liver.
+
+    Raises
+    ------
+    ModalityMismatchError
+        The modalities differ and ``force`` is False.
+    UnsupportedModelError
+        The model's layout or labels are not those of a 2D/2.5D liver segmentation model.
+    LoadCancelled
+        ``cancel()`` returned True.
+    InferenceError
+        onnxruntime failed.
+    """
+    started = time.perf_counter()
+    manifest = model.manifest
+    warnings: list[str] = []
+    mismatch = check_modality(model, volume.modality, force)
+    if mismatch:
+        warnings.append(mismatch)
+    lut = _label_lookup(manifest)
+    layout = manifest.input.layout
+    if set(layout) != set("NCHW"):
+        raise UnsupportedModelError(f"model {manifest.id}: input layout {layout} is not supported "
+                                    "by the slice pipeline (needs N, C, H, W)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if "N" not in manifest.input.dynamic_axes:
+        batch_size = 1
+
+    image = volume.voxels.astype(np.float32, copy=True)
+    fill_hu = _replace_non_finite(image, manifest, warnings)
+
+    crop = _body_box(image) if _is_ct(volume, manifest) else None
+    if crop is None:
+        crop = tuple(slice(0, n) for n in image.shape)
+    cropped = image[crop]
+    del image
+    offset_kji = tuple(s.start for s in crop)
+    crop_origin = tuple(float(v) for v in volume.index_to_world(offset_kji[::-1]))
+    source_grid = _Grid(cropped.shape, volume.spacing, crop_origin, volume.direction)
+
+    model_grid = _model_grid(source_grid, manifest.input.spacing_mm)
+    if model_grid is source_grid:
+        resampled = cropped
+    else:
+        resampled = _resample(cropped, source_grid, model_grid, linear=True, fill=fill_hu)
+    del cropped
+
+    session = sessions.open(model.onnx_path, device)
+    labels_model, provider, fallback = _infer(
+        resampled, manifest, session, fill_hu, batch_size, progress, cancel, warnings)
+    del resampled
+    labels_model = lut[labels_model]
+
+    if model_grid is not source_grid:
+        labels_crop = _resample(labels_model, model_grid, source_grid, linear=False, fill=0)
+    else:
+        labels_crop = labels_model
+    labels = np.zeros(volume.shape, np.uint8)
+    labels[crop] = labels_crop
+    labels[crop] = postprocess_liver(labels[crop], volume.spacing)
+    label_volume = volume.with_voxels(labels, rescale=Rescale(unit=""), warnings=(),
+                                      display_inverted=False)
+    return SegmentationResult(label_volume, provider, time.perf_counter() - started, fallback,
+                              tuple(warnings))
+
+
+# ---------------------------------------------------------------------------- preprocessing
+@dataclass(frozen=True)
+class _Grid:
+    shape: tuple[int, int, int]  # (z, y, x)
+    spacing: tuple[float, float, float]  # (x, y, z)
+    origin: tuple[float, float, float]
+    direction: np.ndarray
+
+
+def _is_ct(volume: Volume, manifest: ModelManifest) -> bool:
+    modality = (volume.modality or manifest.modality).upper()
+    return modality == "CT"
+
+
+def _label_lookup(manifest: ModelManifest) -> np.ndarray:
+    """Model output value -> radview label (1 liver, 2 tumour, 0 anything else)."""
+    lut = np.zeros(256, np.uint8)
+    for value, name in manifest.labels.items():
+        key = name.strip().lower()
+        if key in _LIVER_NAMES:
+            lut[value] = LiverLabel.LIVER
+        elif key in _TUMOUR_NAMES:
+            lut[value] = LiverLabel.TUMOUR
+    if not np.any(lut == LiverLabel.LIVER):
+        raise UnsupportedModelError(f"model {manifest.id}: its labels name no 'liver' "
+                                    f"({', '.join(manifest.labels.values())})")
+    return lut
+
+
+def _replace_non_finite(image: np.ndarray, manifest: ModelManifest, warnings: list[str]) -> float:
+    """Replace NaN/inf in place; return the fill value (window minimum or image minimum)."""
+    norm = manifest.normalization
+    bad = ~np.isfinite(image)
+    count = int(np.count_nonzero(bad))
+    if norm.window_low is not None:
+        fill = float(norm.window_low)
+    else:
+        finite_min = np.min(image, initial=np.inf, where=~bad)
+        fill = float(finite_min) if np.isfinite(finite_min) else 0.0
+    if count:
+        image[bad] = fill
+        warnings.append(f"{count} voxel(s) were not numbers (NaN/inf); replaced by {fill:g} "
+                        "before segmentation")
+    return fill
+
+
+def _body_box(image: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """Bounding box of the largest connected body component (> -500 HU), with a margin."""
+    z, y, x = image.shape
+    step = max(1, math.ceil(max(y, x) / _BODY_MASK_TARGET))
+    mask = image[:, ::step, ::step] > BODY_THRESHOLD_HU
+    labelled, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    if count == 0:
+        return None
+    sizes = np.bincount(labelled.ravel())
+    sizes[0] = 0
+    largest = int(np.argmax(sizes))
+    box = ndimage.find_objects((labelled == largest).astype(np.uint8))[0]
+    margin = BODY_MARGIN_VOXELS
+    return (
+        slice(max(0, box[0].start - margin), min(z, box[0].stop + margin)),
+        slice(max(0, box[1].start * step - margin - step), min(y, box[1].stop * step + margin)),
+        slice(max(0, box[2].start * step - margin - step), min(x, box[2].stop * step + margin)),
+    )
+
+
+def _model_grid(grid: _Grid, spacing_mm: tuple[float, ...]) -> _Grid:
+    """The grid at the model's spacing covering ``grid``, centred on it (``grid`` if equal)."""
+    target = (spacing_mm[0], spacing_mm[1], spacing_mm[2] if len(spacing_mm) == 3
+              else grid.spacing[2])
+    if all(abs(a - b) <= _SPACING_TOLERANCE_MM for a, b in zip(target, grid.spacing, strict=True)):
+        return grid
+    size_xyz = grid.shape[::-1]
+    new_size = tuple(max(1, round(n * s / t)) for n, s, t in
+                     zip(size_xyz, grid.spacing, target, strict=True))
+    shift = np.array([((n - 1) * s - (m - 1) * t) / 2 for n, s, m, t in
+                      zip(size_xyz, grid.spacing, new_size, target, strict=True)])
+    origin = np.asarray(grid.origin) + grid.direction @ shift
+    return _Grid(new_size[::-1], target, tuple(float(v) for v in origin), grid.direction)
+
+
+def _sitk_image(array: np.ndarray, grid: _Grid):
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array), isVector=False)
+    image.SetSpacing(tuple(float(s) for s in grid.spacing))
+    image.SetOrigin(grid.origin)
+    image.SetDirection(tuple(float(v) for v in np.asarray(grid.direction).ravel()))
+    return image
+
+
+def _resample(array: np.ndarray, source: _Grid, target: _Grid, *, linear: bool,
+              fill: float) -> np.ndarray:
+    import SimpleITK as sitk
+
+    image = _sitk_image(array, source)
+    resampled = sitk.Resample(
+        image, [int(n) for n in target.shape[::-1]], sitk.Transform(),
+        sitk.sitkLinear if linear else sitk.sitkNearestNeighbor,
+        target.origin, tuple(float(s) for s in target.spacing),
+        tuple(float(v) for v in np.asarray(target.direction).ravel()), float(fill),
+        image.GetPixelID())
+    return sitk.GetArrayFromImage(resampled)
+
+
+def _normalise(values: np.ndarray, manifest: ModelManifest) -> np.ndarray:
+    norm = manifest.normalization
+    out = values
+    if norm.window_low is not None and norm.window_high is not None:
+        out = np.clip(out, norm.window_low, norm.window_high)
+    if norm.scale is not None:
+        low, high = float(norm.window_low), float(norm.window_high)  # type: ignore[arg-type]
+        factor = (norm.scale[1] - norm.scale[0]) / (high - low)
+        out = (out - low) * np.float32(factor) + np.float32(norm.scale[0])
+    else:
+        out = (out - np.float32(norm.mean)) / np.float32(norm.std)
+    return out.astype(np.float32, copy=False)
+
+
+def _placement(have: int, want: int) -> tuple[slice, slice]:
+    """(source slice, destination slice) of a centred pad (have < want) or crop."""
+    if have <= want:
+        start = (want - have) // 2
+        return slice(0, have), slice(start, start + have)
+    start = (have - want) // 2
+    return slice(start, start + want), slice(0, want)
+
+
+# ---------------------------------------------------------------------------- inference
+def _infer(
+    image: np.ndarray,
+    manifest: ModelManifest,
+    session,
+    fill_hu: float,
+    batch_size: int,
+    progress: ProgressCallback | None,
+    cancel: CancelCallback | None,
+    warnings: list[str],
+) -> tuple[np.ndarray, str, str | None]:
+    spec = manifest.input
+    depth, rows, columns = image.shape
+    height, width = spec.size
+    src_y, dst_y = _placement(rows, height)
+    src_x, dst_x = _placement(columns, width)
+    if rows > height or columns > width:
+        sy, sx = spec.spacing_mm[1], spec.spacing_mm[0]
+        warnings.append(
+            f"the body ({columns * sx:.0f} x {rows * sy:.0f} mm) is larger than the model's field "
+            f"of view ({width * sx:.0f} x {height * sy:.0f} mm); only its centre was segmented")
+    half = spec.channels // 2
+    offsets = np.arange(spec.channels) - half
+    pad_value = float(_normalise(np.array([fill_hu], np.float32), manifest)[0])
+    axis_order = ["NCHW".index(axis) for axis in spec.layout]
+    dtype = np.float16 if spec.dtype == "float16" else np.float32
+    labels = np.zeros((depth, rows, columns), np.uint8)
+    provider, fallback = session.provider, session.fallback_reason
+    last_report = -math.inf
+    for start in range(0, depth, batch_size):
+        if cancel is not None and cancel():
+            raise LoadCancelled("segmentation cancelled")
+        stop = min(depth, start + batch_size)
+        index = np.clip(np.arange(start, stop)[:, None] + offsets[None, :], 0, depth - 1)
+        batch = np.full((stop - start, spec.channels, height, width), pad_value, np.float32)
+        batch[:, :, dst_y, dst_x] = _normalise(image[index][:, :, src_y, src_x], manifest)
+        feed = np.ascontiguousarray(batch.transpose(axis_order).astype(dtype, copy=False))
+        result = session.run({spec.name: feed}, [manifest.output.name])
+        provider, fallback = result.provider, result.fallback_reason
+        logits = np.asarray(result.outputs[manifest.output.name])
+        if logits.ndim != 4 or logits.shape[0] != stop - start or logits.shape[2:] != (height,
+                                                                                       width):
+            raise UnsupportedModelError(
+                f"model {manifest.id}: output {manifest.output.name} has shape "
+                f"{tuple(logits.shape)}, expected (N, classes, {height}, {width})")
+        # argmax per batch: the logits of the whole volume are never held at once
+        labels[start:stop, src_y, src_x] = np.argmax(logits, axis=1).astype(np.uint8)[
+            :, dst_y, dst_x]
+        del logits, batch, feed
+        now = time.perf_counter()
+        if progress is not None and (stop == depth or now - last_report >= PROGRESS_INTERVAL_S):
+            progress(stop, depth)
+            last_report = now
+    return labels, provider, fallback
+
+
+# ---------------------------------------------------------------------------- post-processing
+def postprocess_liver(labels: np.ndarray, spacing_xyz: tuple[float, float, float]) -> np.ndarray:
+    """Clean a liver/tumour label array (z, y, x) as the module docstring describes.
+
+    Returns a new uint8 array: the largest 26-connected liver+tumour component, tumour only
+    within :data:`TUMOUR_MARGIN_MM` of the hole-filled liver, enclosed holes filled as liver.
+    """
+    organ = labels > 0
+    if not organ.any():
+        return np.zeros_like(labels, dtype=np.uint8)
+    components, count = ndimage.label(organ, structure=np.ones((3, 3, 3), bool))
+    if count > 1:
+        sizes = np.bincount(components.ravel())
+        sizes[0] = 0
+        organ = components == int(np.argmax(sizes))
+    del components
+    result = np.zeros_like(labels, dtype=np.uint8)
+    # Work inside the organ's bounding box (one voxel wider, so holes and the dilation see the
+    # outside): the morphology then costs the liver's size, not the volume's.
+    box = tuple(slice(max(0, s.start - 1), min(n, s.stop + 1)) for s, n in
+                zip(ndimage.find_objects(organ.astype(np.uint8))[0], labels.shape, strict=True))
+    out = np.where(organ[box], labels[box], 0).astype(np.uint8)
+    del organ
+    liver = out == LiverLabel.LIVER
+    tumour = out == LiverLabel.TUMOUR
+    if tumour.any():
+        envelope = ndimage.binary_fill_holes(liver) | _fill_holes_per_slice(liver)
+        # Tumour lies inside the organ's box, so dilating within the box loses nothing.
+        envelope = ndimage.binary_dilation(envelope, structure=_ball(TUMOUR_MARGIN_MM,
+                                                                     spacing_xyz))
+        out[tumour & ~envelope] = 0
+        del envelope
+    filled = _fill_holes_per_slice(out > 0)
+    out[filled & (out == 0)] = LiverLabel.LIVER
+    result[box] = out
+    return result
+
+
+def _fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
+    structure = np.zeros((3, 3, 3), bool)
+    structure[1] = ndimage.generate_binary_structure(2, 1)  # in-plane only: slice by slice
+    return ndimage.binary_fill_holes(mask, structure=structure)
+
+
+def _ball(radius_mm: float, spacing_xyz: tuple[float, float, float]) -> np.ndarray:
+    """An ellipsoidal structuring element (z, y, x) of ``radius_mm`` in voxel units."""
+    sx, sy, sz = spacing_xyz
+    rz, ry, rx = (int(radius_mm // s) for s in (sz, sy, sx))
+    z, y, x = np.ogrid[-rz:rz + 1, -ry:ry + 1, -rx:rx + 1]
+    return (z * sz) ** 2 + (y * sy) ** 2 + (x * sx) ** 2 <= radius_mm ** 2 + 1e-9
