@@ -1,0 +1,1 @@
+"""Development-only model training code (phantoms, datasets, networks, export)."""
