@@ -4,6 +4,8 @@ real ONNX model installed in the (per-test) user models folder."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -102,6 +104,10 @@ def test_cli_analyze_end_to_end_with_report(series, model, tmp_path, capsys):
     assert isinstance(data["warnings"], list)
     labels = read_volume_file(out / "labels.nii.gz")
     assert labels.shape == (16, 72, 72)
+    if shutil.which("pdftotext"):  # the report's provenance table names the model that ran
+        report = subprocess.run(["pdftotext", str(out / "report.pdf"), "-"], check=True,
+                                capture_output=True, text=True).stdout
+        assert "tiny-liver-seg" in report and "CPUExecutionProvider" in report
 
 
 def test_cli_analyze_deidentified_pseudonymises_the_series_uid(series, model, tmp_path):

@@ -306,7 +306,7 @@ def write_analysis(
             exported = writers.export_report(
                 result.image, LabelMap.liver(result.labels), out_dir,
                 clinical_values=result.clinical_values, deidentify_with=deidentify_with,
-                labels_from_model=True)
+                labels_from_model=True, provenance=analysis_json(result)["models"])
             written.files.update(exported.files)
             written.warnings.extend(w for w in exported.warnings if w not in result.warnings)
     series_uid = result.image.source.series_uid

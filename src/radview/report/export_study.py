@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -104,6 +105,7 @@ def export_report(
     deidentify_with: bytes | None = None,
     institution: str | None = None,
     labels_from_model: bool = False,
+    provenance: Sequence[Mapping[str, object]] = (),
     generated_at: datetime | None = None,
 ) -> ExportResult:
     """Measure ``labels`` on ``image`` and write every output into ``out_dir``.
@@ -112,8 +114,9 @@ def export_report(
     lesions' long axes.
     ``deidentify_with`` is the de-identification key: given, every output is de-identified
     (PS3.15 basic profile, consistent pseudonyms and UIDs) and the PDF shows no identifiers.
-    DICOM outputs need a volume loaded from a single-frame DICOM series; for other sources
-    they are skipped with a warning.
+    ``provenance`` lists the models that made ``labels`` (id, version, sha256, provider,
+    seconds) for the report's provenance table. DICOM outputs need a volume loaded from a
+    single-frame DICOM series; for other sources they are skipped with a warning.
     """
     out_dir = Path(out_dir)
     try:
@@ -145,7 +148,8 @@ def export_report(
 
     content = build_report_content(
         findings, image, labels, _header_of(header_source, image),
-        clinical=clinical, warnings=result.warnings, deidentified=deidentifier is not None,
+        clinical=clinical, provenance=provenance, warnings=result.warnings,
+        deidentified=deidentifier is not None,
         generated_at=generated_at or datetime.now().replace(microsecond=0),
     )
     pdf_bytes = render_report_pdf(content, institution=institution)
