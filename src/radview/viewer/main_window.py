@@ -37,9 +37,11 @@ from radview.core.measurements import measure, summary_label
 from radview.core.viewer_state import Layout, StudyInfo, Tool, ViewerState
 from radview.core.volume import ViewPlane, Volume
 from radview.core.windowing import WindowPreset, window_for
+from radview.inference.runtime import SessionCache
 from radview.io.decoder_pool import DecoderPool
 from radview.io.open_study import OpenedImage, load_label_map, open_images, open_series_headers
 from radview.io.study_index import StudyIndex
+from radview.viewer.analyze_panel import AnalyzePanel
 from radview.viewer.export_dialog import ExportDialog
 from radview.viewer.lesion_panel import LesionPanel
 from radview.viewer.measurement_panel import MeasurementPanel
@@ -110,6 +112,9 @@ class MainWindow(QMainWindow):
         self.lesion_panel = LesionPanel(state)
         self.side_tabs.addTab(self.overlay_panel, "Overlay")
         self.side_tabs.addTab(self.lesion_panel, "Lesions")
+        self.analyze_panel = AnalyzePanel(state, SessionCache())
+        self.analyze_panel.analysis_finished.connect(self._on_analysis_finished)
+        self.side_tabs.addTab(self.analyze_panel, "Analyze")
         self.side_tabs.addTab(self.measurement_panel, "Measurements")
         self.side_tabs.addTab(self.tags_panel, "DICOM tags")
         self._add_dock("Studies", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
@@ -152,6 +157,9 @@ class MainWindow(QMainWindow):
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
         return dock
+
+    def _on_analysis_finished(self, result) -> None:
+        self.timing_label.setText(f"{result.provider} · {result.seconds:.1f} s")
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
