@@ -36,3 +36,18 @@ def test_qt_blocker_blocks():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=os.path.dirname(os.path.dirname(__file__)))
     assert "blocked" in result.stdout, result.stderr
+
+
+def test_a_skip_fails_when_tools_are_required(tmp_path):
+    """CI sets RADVIEW_REQUIRE_TOOLS=1: a check that silently skipped would be a hidden gap."""
+    (tmp_path / "test_probe.py").write_text(
+        "import pytest\n\ndef test_needs_a_tool():\n    pytest.skip('tool not installed')\n")
+    root = os.path.dirname(os.path.dirname(__file__))
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
+               "tests.conftest", str(tmp_path / "test_probe.py")]
+    relaxed = subprocess.run(command, cwd=root, capture_output=True, text=True,
+                             env=dict(os.environ, RADVIEW_REQUIRE_TOOLS=""))
+    strict = subprocess.run(command, cwd=root, capture_output=True, text=True,
+                            env=dict(os.environ, RADVIEW_REQUIRE_TOOLS="1"))
+    assert relaxed.returncode == 0, relaxed.stdout
+    assert strict.returncode == 1 and "tool not installed" in strict.stdout, strict.stdout
