@@ -275,24 +275,30 @@ def _decode(path: str, frames: list[int], number_of_frames: int,
             deflated: bool) -> list[np.ndarray]:
     from pydicom.pixels import iter_pixels
 
+    first_error: Exception | None = None
     if not deflated:
         try:
             # One parse of the file for all the frames of this task.
             return list(iter_pixels(path, indices=frames if number_of_frames > 1 else None))
         except (MemoryError, KeyboardInterrupt):
             raise
-        except Exception:  # noqa: BLE001, S110 - retried below through the full reader
+        except Exception as error:  # noqa: BLE001 - codecs raise anything; retried below
             # pydicom's path-based reader trusts the transfer syntax; dcmread also copes
             # with files whose dataset encoding contradicts it (seen in real files).
-            pass
-    dataset = pydicom.dcmread(path, force=True)  # the scan accepted this file
-    if "TransferSyntaxUID" not in dataset.file_meta:  # old preamble-less file: use its encoding
-        implicit, little = dataset.original_encoding
-        dataset.file_meta.TransferSyntaxUID = (
-            ImplicitVRLittleEndian if implicit
-            else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
-        )
-    pixels = dataset.pixel_array
+            first_error = error
+    try:
+        dataset = pydicom.dcmread(path, force=True)  # the scan accepted this file
+        if "TransferSyntaxUID" not in dataset.file_meta:  # preamble-less file: its encoding
+            implicit, little = dataset.original_encoding
+            dataset.file_meta.TransferSyntaxUID = (
+                ImplicitVRLittleEndian if implicit
+                else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+            )
+        pixels = dataset.pixel_array
+    except Exception:
+        if first_error is not None:
+            raise first_error from None  # the codec's own reason, not the retry's
+        raise
     if number_of_frames == 1:
         return [pixels]
     return [pixels[frame] for frame in frames]
