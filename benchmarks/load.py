@@ -28,7 +28,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -36,8 +35,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from benchmarks.common import machine_info, package_versions, print_failures, target, write_results
 
 __all__ = ["main"]
 
@@ -431,52 +431,12 @@ def _merge(parts: list[dict]) -> dict:
     return merged
 
 
-def _versions() -> dict:
-    versions = {}
-    for key, dist in (("radview", "radview"), ("pydicom", "pydicom"), ("SimpleITK", "SimpleITK"),
-                      ("numpy", "numpy"), ("pylibjpeg_openjpeg", "pylibjpeg-openjpeg")):
-        try:
-            versions[key] = version(dist)
-        except PackageNotFoundError:
-            versions[key] = None
-    return versions
-
-
-def _machine() -> dict:
-    cpu_model = ""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu_model = next((line.split(":", 1)[1].strip() for line in handle
-                              if line.startswith("model name")), "")
-    except OSError:
-        pass  # not Linux: the model name is optional information
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": cpu_model,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        # Other work on the machine skews timings; these say how busy it was.
-        "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "cpu_busy_percent_at_start": _cpu_busy_percent(),
-    }
-
-
-def _cpu_busy_percent(seconds: float = 1.0) -> float:
-    """System-wide CPU use over ``seconds`` before the benchmark starts (0 = idle machine)."""
-    import psutil
-
-    return psutil.cpu_percent(interval=seconds)
-
-
-def _target(value, limit, passed: bool | None, description: str) -> dict:
-    return {"value": value, "limit": limit, "pass": passed, "description": description}
-
-
 def run_benchmark(matrix: int, slices: int, j2k_slices: int, repeat: int,
                   data_dir: Path) -> dict:
     results: dict = {
-        "machine": _machine(),
-        "versions": _versions(),
+        "machine": machine_info(),
+        "versions": package_versions("radview", "pydicom", "SimpleITK", "numpy",
+                                     "pylibjpeg-openjpeg"),
         "parameters": {"matrix": matrix, "slices": slices, "j2k_slices": j2k_slices,
                        "repeat": repeat, "cache": "warm"},
     }
@@ -540,32 +500,32 @@ def evaluate_targets(results: dict) -> dict:
     cores = results["machine"]["cpu_count"] or 1
     cpu_per_wall = j2k["cpu_per_wall_load"]
     return {
-        "uncompressed_total_speedup_vs_simpleitk": _target(
+        "uncompressed_total_speedup_vs_simpleitk": target(
             round(plain["speedup_total_vs_simpleitk"], 3), SPEEDUP_TARGET,
             plain["speedup_total_vs_simpleitk"] >= SPEEDUP_TARGET,
             "SimpleITK total / radview total (median, warm cache); radview must be >= 2x faster",
         ),
-        "uncompressed_peak_rss_mib": _target(
+        "uncompressed_peak_rss_mib": target(
             round(rss, 1), round(rss_limit, 1), rss <= rss_limit,
             "radview peak RSS in MiB (loading process VmHWM + sampled peak of its worker "
             "processes) <= 1.3 x raw voxel bytes + 150 MiB",
         ),
-        "first_slice_before_load_end": _target(
+        "first_slice_before_load_end": target(
             None if first_fraction is None else round(first_fraction, 4), 1.0,
             first_fraction is not None and first_fraction < 1.0,
             "first on_slice callback time / load_stack time, worst timed run; must be < 1",
         ),
-        "uncompressed_same_as_simpleitk": _target(
+        "uncompressed_same_as_simpleitk": target(
             plain["voxels_equal"] and plain["geometry_equal"], True,
             plain["voxels_equal"] and plain["geometry_equal"],
             "identical voxel values; origin, spacing and direction within 1e-3",
         ),
-        "jpeg2000_same_as_simpleitk": _target(
+        "jpeg2000_same_as_simpleitk": target(
             j2k["voxels_equal"] and j2k["geometry_equal"], True,
             j2k["voxels_equal"] and j2k["geometry_equal"],
             "identical voxel values; origin, spacing and direction within 1e-3",
         ),
-        "jpeg2000_cpu_per_wall": _target(
+        "jpeg2000_cpu_per_wall": target(
             round(cpu_per_wall, 3), CPU_PER_WALL_TARGET,
             cpu_per_wall > CPU_PER_WALL_TARGET if cores >= 2 else None,
             "CPU seconds (self + workers) / wall seconds of radview's parallel load_stack; "
@@ -615,9 +575,9 @@ def format_report(results: dict) -> str:
         f"{j2k['speedup_total_vs_simpleitk']:.2f}x, voxels equal: {j2k['voxels_equal']}",
         "targets",
     ]
-    for name, target in results["targets"].items():
-        verdict = {True: "PASS", False: "FAIL", None: "n/a "}[target["pass"]]
-        lines.append(f"  {verdict}  {name}: {target['value']} (limit {target['limit']})")
+    for name, outcome in results["targets"].items():
+        verdict = {True: "PASS", False: "FAIL", None: "n/a "}[outcome["pass"]]
+        lines.append(f"  {verdict}  {name}: {outcome['value']} (limit {outcome['limit']})")
     busy = results["machine"]["cpu_busy_percent_at_start"]
     if busy > 10:
         lines.append(f"note: the machine was {busy:.0f}% busy before the run; timings are noisy")
@@ -644,15 +604,10 @@ def main(argv: list[str] | None = None) -> int:
 
     results = run_benchmark(args.matrix, args.slices, args.j2k_slices, args.repeat,
                             args.data_dir.resolve())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = args.out.with_name(f".{args.out.name}.tmp")
-    scratch.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(scratch, args.out)
+    write_results(results, args.out)
     print(format_report(results))
     print(f"results written to {args.out}")
-    failed = [name for name, t in results["targets"].items() if t["pass"] is False]
-    if failed:  # reported, but the exit status stays 0: the JSON records the verdict
-        print(f"FAIL: {len(failed)} target(s) not met: {', '.join(failed)}", flush=True)
+    print_failures(results)
     return 0
 
 

@@ -38,21 +38,20 @@ target is printed as ``FAIL`` but the exit status stays 0 (a crash does not).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np
+
+from benchmarks.common import machine_info, package_versions, print_failures, target, write_results
 
 __all__ = ["main", "make_study", "run_benchmark"]
 
@@ -337,51 +336,23 @@ def bench_display_paths(app, ct, size: int, frames: int, warmup: int) -> dict:
 
 
 # ============================================================================ run + report
-def _versions() -> dict:
-    versions = {"python": platform.python_version()}
-    for package in ("numpy", "PySide6-Essentials", "pyqtgraph", "psygnal"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = None
-    return versions
-
-
-def _machine() -> dict:
-    import psutil
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "qt_platform": os.environ.get("QT_QPA_PLATFORM", ""),
-        # Other work on the machine inflates wall-clock numbers; the CPU-time columns less so.
-        "cpu_busy_percent_at_start": psutil.cpu_percent(interval=1.0),
-        "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
-
-
-def _target(value, limit, passed: bool, description: str) -> dict:
-    return {"value": value, "limit": limit, "pass": passed, "description": description}
-
-
 def evaluate_targets(results: dict) -> dict:
     ours = results["slice_view_axial"]["forced"]["median_ms"]
     peer = results["image_view_axial"]["forced"]["median_ms"]
     targets = {
-        "axial_median_ms": _target(
+        "axial_median_ms": target(
             ours, AXIAL_MEDIAN_TARGET_MS, ours <= AXIAL_MEDIAN_TARGET_MS,
             "SliceView, label overlay on: median wall ms per slice change incl. a forced "
             "repaint of the graphics viewport",
         ),
-        "axial_not_slower_than_image_view": _target(
+        "axial_not_slower_than_image_view": target(
             ours, peer, ours <= peer,
             "SliceView median <= pyqtgraph ImageView median (same data, same run, forced)",
         ),
     }
     for plane in ("coronal", "sagittal"):
         frame = results[f"slice_view_{plane}"]["forced"]["median_ms"]
-        targets[f"{plane}_frame_median_ms"] = _target(
+        targets[f"{plane}_frame_median_ms"] = target(
             frame, RESLICE_FRAME_TARGET_MS, frame <= RESLICE_FRAME_TARGET_MS,
             f"{plane} reslice per frame: median wall ms of a whole frame (reslice, window, "
             "overlay, forced repaint)",
@@ -399,8 +370,8 @@ def run_benchmark(matrix: int, slices: int, size: int, frames: int, warmup: int)
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     results: dict = {
         "benchmark": "render",
-        "machine": _machine(),
-        "versions": _versions(),
+        "machine": machine_info(),
+        "versions": package_versions("numpy", "PySide6-Essentials", "pyqtgraph", "psygnal"),
         "parameters": {"matrix": matrix, "slices": slices, "size": size, "frames": frames,
                        "warmup": warmup, "overlay_opacity": OVERLAY_OPACITY},
     }
@@ -445,9 +416,9 @@ def format_report(results: dict) -> str:
     lines.append("  display paths (forced, no overlay): " + ", ".join(
         f"{name} {r['median_ms']:.2f}" for name, r in results["display_paths"].items()))
     lines.append("targets")
-    for name, target in results["targets"].items():
-        verdict = "PASS" if target["pass"] else "FAIL"
-        lines.append(f"  {verdict}  {name}: {target['value']} (limit {target['limit']})")
+    for name, outcome in results["targets"].items():
+        verdict = "PASS" if outcome["pass"] else "FAIL"
+        lines.append(f"  {verdict}  {name}: {outcome['value']} (limit {outcome['limit']})")
     busy = results["machine"]["cpu_busy_percent_at_start"]
     if busy > 10:
         lines.append(f"note: the machine was {busy:.0f}% busy before the run; wall times are "
@@ -470,15 +441,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need --matrix >= 8, --slices >= 2, --size >= 64, --frames >= 1, "
                      "--warmup >= 0")
     results = run_benchmark(args.matrix, args.slices, args.size, args.frames, args.warmup)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = args.out.with_name(f".{args.out.name}.tmp")
-    scratch.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(scratch, args.out)
+    write_results(results, args.out)
     print(format_report(results))
     print(f"results written to {args.out}")
-    failed = [name for name, t in results["targets"].items() if not t["pass"]]
-    if failed:  # reported, but the exit status stays 0: the JSON records the verdict
-        print(f"FAIL: {len(failed)} target(s) not met: {', '.join(failed)}", flush=True)
+    print_failures(results)
     return 0
 
 

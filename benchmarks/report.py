@@ -35,9 +35,6 @@ A missed target is printed as ``FAIL``; the exit status stays 0 (a crash does no
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -45,33 +42,15 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from benchmarks.common import machine_info, package_versions, print_failures, target, write_results
 
 __all__ = ["main", "run_benchmark"]
 
 TIME_LIMIT_S = 1.5
 SIZE_LIMIT_MB = 3.0
 KEY_IMAGES_EXPECTED = 6
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for name in ("radview", "reportlab", "Pillow", "numpy"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def _machine() -> dict:
-    return {
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
 
 
 def _study(data_dir: Path, matrix: int, slices: int, seed: int) -> tuple[Path, bool]:
@@ -174,8 +153,8 @@ def run_benchmark(matrix: int, slices: int, seed: int, repeat: int, data_dir: Pa
     image = inputs["image"]
     results: dict = {
         "benchmark": "report",
-        "machine": _machine(),
-        "versions": _versions(),
+        "machine": machine_info(),
+        "versions": package_versions("radview", "reportlab", "Pillow", "numpy"),
         "parameters": {"matrix": matrix, "slices": slices, "seed": seed, "repeat": repeat},
         "study": {"shape": list(image.shape), "spacing_mm": list(image.spacing),
                   "lesions": len(inputs["findings"].lesions), "cached": cached},
@@ -222,29 +201,25 @@ def run_benchmark(matrix: int, slices: int, seed: int, repeat: int, data_dir: Pa
     return results
 
 
-def _target(value, limit, passed: bool, description: str) -> dict:
-    return {"value": value, "limit": limit, "pass": passed, "description": description}
-
-
 def evaluate_targets(results: dict) -> dict:
     ours = results["radview_jpeg"]
     cjk = results["radview_jpeg_cjk"]
     slowest = max(ours["slowest_run_s"], cjk["slowest_run_s"])
     return {
-        "report_seconds": _target(
+        "report_seconds": target(
             slowest, TIME_LIMIT_S, slowest <= TIME_LIMIT_S,
             "slowest run (first runs included) of content + key images + PDF, JPEG report, "
             "with and without a CJK name",
         ),
-        "report_megabytes": _target(
+        "report_megabytes": target(
             ours["megabytes"], SIZE_LIMIT_MB, ours["megabytes"] <= SIZE_LIMIT_MB,
             "PDF size of the JPEG report in MB (10^6 bytes)",
         ),
-        "six_key_images": _target(
+        "six_key_images": target(
             ours["key_images"], KEY_IMAGES_EXPECTED, ours["key_images"] == KEY_IMAGES_EXPECTED,
             "the timed report carries six key images",
         ),
-        "pdf_valid": _target(
+        "pdf_valid": target(
             ours["qpdf_check_ok"], True, ours["qpdf_check_ok"] is not False,
             "qpdf --check passes (None: qpdf not installed, not counted as a failure)",
         ),
@@ -271,9 +246,9 @@ def format_report(results: dict) -> str:
     lines.append(f"  PNG peer / JPEG: size x{c['png_over_jpeg_size']:.2f}, "
                  f"median time x{c['png_over_jpeg_median_time']:.2f}")
     lines.append("targets")
-    for name, target in results["targets"].items():
-        verdict = "PASS" if target["pass"] else "FAIL"
-        lines.append(f"  {verdict}  {name}: {target['value']} (limit {target['limit']})")
+    for name, outcome in results["targets"].items():
+        verdict = "PASS" if outcome["pass"] else "FAIL"
+        lines.append(f"  {verdict}  {name}: {outcome['value']} (limit {outcome['limit']})")
     return "\n".join(lines)
 
 
@@ -293,15 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need --matrix >= 32, --slices >= 10, --repeat >= 1")
     results = run_benchmark(args.matrix, args.slices, args.seed, args.repeat, args.data_dir,
                             args.keep_pdf)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = args.out.with_name(f".{args.out.name}.tmp")
-    scratch.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(scratch, args.out)
+    write_results(results, args.out)
     print(format_report(results))
     print(f"results written to {args.out}")
-    failed = [name for name, t in results["targets"].items() if not t["pass"]]
-    if failed:  # reported, but the exit status stays 0: the JSON records the verdict
-        print(f"FAIL: {len(failed)} target(s) not met: {', '.join(failed)}", flush=True)
+    print_failures(results)
     return 0
 
 

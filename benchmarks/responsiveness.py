@@ -13,7 +13,6 @@ Run: ``python -m benchmarks.responsiveness --out build/bench/responsiveness.json
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from benchmarks.common import machine_info, package_versions, write_results
 
 FREEZE_LIMIT_MS = 100.0
 
@@ -106,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     result = {"series": f"{args.matrix}x{args.matrix}x{args.slices} uncompressed int16",
               "radview_background_load": radview, "peer_synchronous_load": peer,
               "targets": targets}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    result["machine"] = machine_info()
+    result["versions"] = package_versions("radview", "PySide6-Essentials", "pyqtgraph")
+    write_results(result, args.out)
     print(f"radview (worker thread): load {radview['load_seconds']:.2f} s, first slice "
           f"{radview['first_slice_seconds']:.2f} s, longest UI freeze "
           f"{radview['max_gap_ms']:.0f} ms (p99 {radview['p99_gap_ms']:.0f} ms)")

@@ -32,8 +32,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from benchmarks.common import package_versions, write_results
 
 __all__ = ["main", "run_soak"]
 
@@ -206,16 +207,6 @@ def run_soak(changes: int, matrix: int, slices: int, size: int) -> dict:
 
 
 # ============================================================================ runner
-def _versions() -> dict:
-    versions = {"python": platform.python_version()}
-    for package in ("numpy", "PySide6-Essentials", "pyqtgraph", "psygnal"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = None
-    return versions
-
-
 def _run_child(args: argparse.Namespace) -> dict:
     """Run the soak in a fresh interpreter; a crash becomes data, not an exception."""
     with tempfile.TemporaryDirectory(prefix="radview-soak-") as scratch:
@@ -291,16 +282,13 @@ def main(argv: list[str] | None = None) -> int:
             "benchmark": "soak",
             "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                         "qt_platform": os.environ.get("QT_QPA_PLATFORM", "offscreen")},
-            "versions": _versions(),
+            "versions": package_versions("numpy", "PySide6-Essentials", "pyqtgraph", "psygnal"),
             "parameters": parameters,
             "soak": soak,
             "targets": targets,
             "all_passed": all(t["pass"] for t in targets.values()),
         }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = args.out.with_name(f".{args.out.name}.tmp")
-    scratch.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(scratch, args.out)
+    write_results(results, args.out)
     if not args.in_process:
         soak = results["soak"]
         print(f"soak: {args.changes} changes, exit status {soak['returncode']}, "

@@ -58,3 +58,13 @@ def test_soak_benchmark_reports_memory_and_exit_status(tmp_path):
     assert set(results["targets"]) == {"completed_without_crash", "rss_growth_mb"}
     assert results["targets"]["completed_without_crash"]["pass"] is True
     assert results["all_passed"] == all(t["pass"] for t in results["targets"].values())
+
+
+def test_responsiveness_benchmark_measures_the_event_loop_during_a_load(tmp_path):
+    results = _run("benchmarks.responsiveness", tmp_path / "resp.json", "--matrix", "48",
+                   "--slices", "12", "--data-dir", str(tmp_path / "data"))
+    ours = results["radview_background_load"]
+    assert ours["load_seconds"] > 0 and ours["ticks"] > 0
+    assert ours["first_slice_seconds"] <= ours["load_seconds"]
+    assert set(results["targets"]) == {"max_event_loop_gap_ms", "first_slice_before_load_end"}
+    assert {"cpu_count", "platform"} <= results["machine"].keys()
