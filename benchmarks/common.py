@@ -10,7 +10,8 @@ from pathlib import Path
 
 from radview.io.atomic import write_bytes_atomically
 
-__all__ = ["package_versions", "machine_info", "target", "write_results", "print_failures"]
+__all__ = ["package_versions", "machine_info", "target", "write_results", "print_failures",
+           "publish"]
 
 
 def package_versions(*distributions: str) -> dict[str, str | None]:
@@ -64,3 +65,11 @@ def print_failures(results: dict) -> None:
     failed = [name for name, t in results.get("targets", {}).items() if t.get("pass") is False]
     if failed:
         print(f"FAIL: {len(failed)} target(s) not met: {', '.join(failed)}", flush=True)
+
+
+def publish(results: dict, out: Path, summary: str) -> None:
+    """Write the JSON, print the human summary, where it went, and any missed targets."""
+    write_results(results, out)
+    print(summary)
+    print(f"results written to {out}")
+    print_failures(results)

@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import machine_info, package_versions, print_failures, target, write_results
+from benchmarks.common import machine_info, package_versions, publish, target
 
 __all__ = ["main"]
 
@@ -604,10 +604,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results = run_benchmark(args.matrix, args.slices, args.j2k_slices, args.repeat,
                             args.data_dir.resolve())
-    write_results(results, args.out)
-    print(format_report(results))
-    print(f"results written to {args.out}")
-    print_failures(results)
+    publish(results, args.out, format_report(results))
     return 0
 
 

@@ -51,7 +51,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np
 
-from benchmarks.common import machine_info, package_versions, print_failures, target, write_results
+from benchmarks.common import machine_info, package_versions, publish, target
 
 __all__ = ["main", "make_study", "run_benchmark"]
 
@@ -441,10 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need --matrix >= 8, --slices >= 2, --size >= 64, --frames >= 1, "
                      "--warmup >= 0")
     results = run_benchmark(args.matrix, args.slices, args.size, args.frames, args.warmup)
-    write_results(results, args.out)
-    print(format_report(results))
-    print(f"results written to {args.out}")
-    print_failures(results)
+    publish(results, args.out, format_report(results))
     return 0
 
 

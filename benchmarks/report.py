@@ -44,7 +44,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.common import machine_info, package_versions, print_failures, target, write_results
+from benchmarks.common import machine_info, package_versions, publish, target
 
 __all__ = ["main", "run_benchmark"]
 
@@ -268,10 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need --matrix >= 32, --slices >= 10, --repeat >= 1")
     results = run_benchmark(args.matrix, args.slices, args.seed, args.repeat, args.data_dir,
                             args.keep_pdf)
-    write_results(results, args.out)
-    print(format_report(results))
-    print(f"results written to {args.out}")
-    print_failures(results)
+    publish(results, args.out, format_report(results))
     return 0
 
 

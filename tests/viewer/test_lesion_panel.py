@@ -26,8 +26,7 @@ def sample(tmp_path_factory):
         paths.lesions_json.read_text())["lesions"]
 
 
-def test_lesions_of_the_label_map_are_listed_and_jumped_to(qtbot, sample):
-    image, labels, truth = sample
+def _measured_panel(qtbot, image, labels) -> tuple[ViewerState, LesionPanel]:
     state = ViewerState()
     panel = LesionPanel(state)
     qtbot.addWidget(panel)
@@ -35,6 +34,12 @@ def test_lesions_of_the_label_map_are_listed_and_jumped_to(qtbot, sample):
     with qtbot.waitSignal(panel.findings_changed, timeout=30_000,
                           check_params_cb=lambda findings: findings is not None):
         state.set_labels(labels)
+    return state, panel
+
+
+def test_lesions_of_the_label_map_are_listed_and_jumped_to(qtbot, sample):
+    image, labels, truth = sample
+    state, panel = _measured_panel(qtbot, image, labels)
     assert panel.table.rowCount() == len(truth)
     assert "mm" in panel.table.item(0, 2).text()
     assert "lesion(s)" in panel.summary.text()
@@ -50,13 +55,7 @@ def test_lesions_of_the_label_map_are_listed_and_jumped_to(qtbot, sample):
 
 def test_clearing_the_labels_empties_the_table(qtbot, sample):
     image, labels, _ = sample
-    state = ViewerState()
-    panel = LesionPanel(state)
-    qtbot.addWidget(panel)
-    state.show_volume(image)
-    with qtbot.waitSignal(panel.findings_changed, timeout=30_000,
-                          check_params_cb=lambda findings: findings is not None):
-        state.set_labels(labels)
+    state, panel = _measured_panel(qtbot, image, labels)
     state.set_labels(None)
     assert panel.table.rowCount() == 0
     assert "No label map" in panel.summary.text()
