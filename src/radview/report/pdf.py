@@ -240,8 +240,10 @@ class _Builder:
             "h1": ParagraphStyle("h1", fontName=bold, fontSize=14, leading=17),
             "title": ParagraphStyle("title", fontName=bold, fontSize=11, leading=14,
                                     alignment=TA_RIGHT),
+            # keepWithNext: a section heading never ends a page alone
             "h2": ParagraphStyle("h2", fontName=bold, fontSize=10.5, leading=13, spaceBefore=8,
-                                 spaceAfter=3, textColor=colors.Color(0.1, 0.2, 0.35)),
+                                 spaceAfter=3, textColor=colors.Color(0.1, 0.2, 0.35),
+                                 keepWithNext=1),
             "notice": ParagraphStyle("notice", fontName=bold, fontSize=8.5, leading=11),
             "caption": ParagraphStyle("caption", fontName=regular, fontSize=7, leading=8.6),
         }
