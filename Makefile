@@ -6,7 +6,7 @@ SAMPLE := build/sample
 # Tests and CI never touch the real user data dir.
 export RADVIEW_DATA_DIR ?= $(CURDIR)/build/userdata
 
-.PHONY: run test test-headless lint bench clean
+.PHONY: run test test-headless lint bench train train-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+# The tests include training/tests (parity of every model's ONNX export with PyTorch, the
+# training smoke run), so the test install has the train extra (CPU torch 2.13.0).
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,train]"
 	touch $@ $(VENV)/.installed
 
 ## run: install, write the sample study if missing, and open it
@@ -43,6 +45,16 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m benchmarks.soak --out build/bench/soak.json
 	$(BIN)/python -m benchmarks.responsiveness --out build/bench/responsiveness.json
 	$(BIN)/python -m benchmarks.report --out build/bench/report.json
+
+## train: rebuild every shipped model from scratch (data, search, training, export, held-out
+## evaluation, model cards); resumes where it stopped. About 90 min on 2 cores.
+train: $(VENV)/.installed-test
+	$(BIN)/python -m training.build_all
+
+## train-smoke: every step of `make train` on three tiny phantoms for a few steps (minutes)
+train-smoke: $(VENV)/.installed-test
+	rm -rf build/train-smoke
+	$(BIN)/python -m training.build_all --smoke
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

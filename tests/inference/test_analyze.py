@@ -25,7 +25,14 @@ from radview.inference.analyze import (
 from radview.inference.registry import default_user_dir
 from radview.io.volume_files import read_volume_file
 from radview.report.tables import write_findings_json, write_labels_nifti
-from tests.inference.tiny_models import FAT_HU, dice, install_band_model, phantom
+from tests.inference.tiny_models import (
+    FAT_HU,
+    STAGE_NAMES,
+    dice,
+    install_band_model,
+    install_follow_up_model,
+    phantom,
+)
 from tests.io.conftest import write_series
 
 SERIES_UID = "1.2.826.0.1.3680043.8.498.1234567"
@@ -165,14 +172,41 @@ def test_cli_bad_input_exits_2_with_one_line(series, tmp_path, capsys):
     capsys.readouterr()
 
 
-def test_installed_staging_model_gives_an_explicit_not_implemented_warning(series, model,
-                                                                           tmp_path):
+def test_staging_and_triage_run_after_segmentation_and_reach_the_json(series, model,
+                                                                        tmp_path):
+    folder, truth = series
+    install_follow_up_model(default_user_dir(), "staging")
+    install_follow_up_model(default_user_dir(), "triage")
+    result = analyze_study([folder], device="cpu")
+    assert result.staging is not None and result.triage is not None
+    assert set(result.staging.probabilities) == set(STAGE_NAMES)
+    assert sum(result.staging.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+    assert result.triage.probabilities.shape == (truth.shape[0],)
+    tumour_slices = (truth == 2).reshape(truth.shape[0], -1).any(axis=1)
+    assert np.all(result.triage.probabilities[tumour_slices] > 0.5)
+    assert np.all(result.triage.probabilities[~tumour_slices] < 0.5)
+    written = write_analysis(result, tmp_path / "out", writers=writers())
+    document = json.loads(written.files["json"].read_text())
+    assert document["staging"]["stage"] == result.staging.stage
+    assert document["staging"]["model"] == "tiny-staging 0.1-test"
+    assert len(document["triage"]["probabilities"]) == truth.shape[0]
+    assert [m["task"] for m in document["models"]] == ["segmentation", "staging", "triage"]
+    assert all(len(m["sha256"]) == 64 and m["provider"] for m in document["models"])
+    assert "staging" not in document["notes"] and "triage" not in document["notes"]
+
+
+def test_without_staging_or_triage_models_the_notes_say_so(series, model):
     folder, _ = series
-    staging = install_band_model(default_user_dir(), "tiny-staging")
-    toml = staging / "model.toml"
-    toml.write_text(toml.read_text(encoding="utf-8").replace(
-        'task = "segmentation"', 'task = "staging"'), encoding="utf-8")
-    result = analyze_study([folder], models=["tiny-liver-seg"], device="cpu")
-    assert any("staging model tiny-staging is installed, but staging is not implemented" in w
-               for w in result.warnings)
-    assert result.notes["triage"] == "no triage model installed"
+    result = analyze_study([folder], device="cpu")
+    assert result.staging is None and result.triage is None
+    assert result.notes == {"staging": "no staging model installed",
+                            "triage": "no triage model installed"}
+
+
+def test_models_option_limits_staging_and_triage_too(series, model):
+    folder, _ = series
+    install_follow_up_model(default_user_dir(), "staging")
+    install_follow_up_model(default_user_dir(), "triage")
+    result = analyze_study([folder], models=["tiny-liver-seg", "tiny-triage"], device="cpu")
+    assert result.staging is None and result.triage is not None
+    assert result.notes["staging"] == "no staging model among the requested models"

@@ -136,3 +136,107 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.astype(bool), b.astype(bool)
     total = int(a.sum()) + int(b.sum())
     return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+# ---------------------------------------------------------------------------- staging, triage
+STAGE_NAMES = ("Mild", "Moderate", "Severe", "End-stage")
+
+FOLLOW_UP_MANIFEST = """\
+id = "{model_id}"
+version = "0.1-test"
+task = "{task}"
+modality = "CT"
+file = "model.onnx"
+sha256 = "{sha256}"
+opset = 17
+training_data = "none: a fixed function for tests"
+
+[labels]
+{labels}
+
+[input]
+name = "image"
+layout = "{layout}"
+size = [{size}, {size}]
+spacing_mm = [{spacing}, {spacing}]
+channels = 1
+{sequence}
+
+[normalization]
+window_low = -200.0
+window_high = 300.0
+scale = [0.0, 1.0]
+
+[output]
+name = "logits"
+kind = "logits"
+
+[metrics]
+"""
+
+
+def _model_bytes(nodes, inputs, outputs, initializers) -> bytes:
+    graph = helper.make_graph(nodes, "tiny", inputs, outputs, initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="radview-tests")
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def triage_model_bytes(size: int) -> bytes:
+    """P(tumour) logits [0, 40 (max - 0.61)]: a slice whose brightest pixel is above about
+    105 HU (x = 0.61 in the [-200, 300] window) is "tumour"."""
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, size, size])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2])
+    nodes = [
+        helper.make_node("ReduceMax", ["image"], ["peak4"], axes=[2, 3], keepdims=1),
+        helper.make_node("Reshape", ["peak4", "shape"], ["peak"]),
+        helper.make_node("Sub", ["peak", "threshold"], ["above"]),
+        helper.make_node("Mul", ["above", "gain"], ["tumour"]),
+        helper.make_node("Mul", ["peak", "zero"], ["none"]),
+        helper.make_node("Concat", ["none", "tumour"], ["logits"], axis=1),
+    ]
+    initializers = [numpy_helper.from_array(np.array([-1, 1], np.int64), "shape"),
+                    numpy_helper.from_array(np.array([0.61], np.float32), "threshold"),
+                    numpy_helper.from_array(np.array([40.0], np.float32), "gain"),
+                    numpy_helper.from_array(np.array([0.0], np.float32), "zero")]
+    return _model_bytes(nodes, [image], [logits], initializers)
+
+
+def staging_model_bytes(size: int, length: int) -> bytes:
+    """Stage logits rising with the mean normalised intensity of the liver slices:
+    logits = mean * [0, 10, 20, 30] + [0, -2, -5, -9] (brighter slices, later stage)."""
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                          ["N", length, 1, size, size])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])
+    nodes = [
+        helper.make_node("ReduceMean", ["image"], ["mean5"], axes=[1, 2, 3, 4], keepdims=1),
+        helper.make_node("Reshape", ["mean5", "shape"], ["mean"]),
+        helper.make_node("MatMul", ["mean", "weight"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "bias"], ["logits"]),
+    ]
+    initializers = [numpy_helper.from_array(np.array([-1, 1], np.int64), "shape"),
+                    numpy_helper.from_array(np.array([[0, 10, 20, 30]], np.float32), "weight"),
+                    numpy_helper.from_array(np.array([0, -2, -5, -9], np.float32), "bias")]
+    return _model_bytes(nodes, [image], [logits], initializers)
+
+
+def install_follow_up_model(models_dir: Path, task: str, model_id: str | None = None, *,
+                            size: int = 48, spacing: float = 2.0, length: int = 8) -> Path:
+    """Install the tiny ``"staging"`` or ``"triage"`` model; returns its folder."""
+    model_id = model_id or f"tiny-{task}"
+    folder = Path(models_dir) / model_id
+    folder.mkdir(parents=True, exist_ok=True)
+    if task == "staging":
+        data = staging_model_bytes(size, length)
+        labels = "\n".join(f'{i} = "{name}"' for i, name in enumerate(STAGE_NAMES))
+        layout, sequence = "NTCHW", f"sequence_length = {length}"
+    else:
+        data = triage_model_bytes(size)
+        labels = '0 = "no tumor"\n1 = "tumor"'
+        layout, sequence = "NCHW", ""
+    (folder / "model.onnx").write_bytes(data)
+    (folder / "model.toml").write_text(FOLLOW_UP_MANIFEST.format(
+        model_id=model_id, task=task, sha256=hashlib.sha256(data).hexdigest(), labels=labels,
+        layout=layout, size=size, spacing=spacing, sequence=sequence), encoding="utf-8")
+    return folder

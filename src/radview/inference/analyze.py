@@ -11,8 +11,10 @@ passes them in as :class:`AnalysisWriters`; :func:`write_analysis` only decides 
 ``measurements.json`` holds no patient identifiers: ``series_uid`` (pseudonymised when
 de-identifying), ``models`` (id, version, sha256, provider, seconds), ``liver`` (``volume_ml``,
 ``centroid_lps``; ``null`` when no liver was found), ``lesions`` (as
-:func:`radview.core.lesions.to_json`), ``tumor_burden_percent``, ``staging``/``triage``
-(``null`` with a note until those pipelines exist), ``clinical`` (when values were given) and
+:func:`radview.core.lesions.to_json`), ``tumor_burden_percent``, ``staging`` (``stage``,
+``probabilities``, ``model``; ``null`` with a note in ``notes`` when no staging model is
+installed or there is no liver), ``triage`` (``model`` and ``probabilities``, one per source
+slice, voxels axis 0; ``null`` with a note likewise), ``clinical`` (when values were given) and
 ``warnings``.
 """
 
@@ -24,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from radview.core.errors import LoadCancelled, NothingToOpenError, RadviewError
 from radview.core.labelmap import LabelMap
 from radview.core.lesions import LiverFindings, NoLiverError, measure_liver, to_json
@@ -33,6 +37,8 @@ from radview.inference.manifest import ModelTask
 from radview.inference.pipeline import SegmentationResult, segment
 from radview.inference.registry import RegisteredModel, RegistryResult, discover_models
 from radview.inference.runtime import SessionCache
+from radview.inference.staging import StagingResult, stage_liver
+from radview.inference.triage import TriageNotApplicable, TriageResult, triage_slices
 
 __all__ = [
     "NO_LIVER_WARNING",
@@ -42,6 +48,9 @@ __all__ = [
     "AnalysisWriters",
     "WrittenAnalysis",
     "analyze_study",
+    "FollowUpResults",
+    "run_staging_and_triage",
+    "triage_in_display_order",
     "analysis_json",
     "write_analysis",
 ]
@@ -53,8 +62,8 @@ NO_LIVER_WARNING = "no liver found"
 MEASUREMENTS_NAME = "measurements.json"
 LABELS_NAME = "labels.nii.gz"
 _NOT_INSTALLED = "no {task} model installed"
-_NOT_IMPLEMENTED = ("{task} model {model} is installed, but {task} is not implemented in this "
-                    "version of radview; no {task} result was computed")
+_NOT_REQUESTED = "no {task} model among the requested models"
+_NO_LIVER_STAGING = "not staged: no liver found"
 
 
 class NoModelError(RadviewError):
@@ -77,6 +86,8 @@ class AnalysisResult:
     clinical_values: ClinicalValues | None = None
     #: ``{"staging": note, "triage": note}``: why there is no result for each
     notes: dict[str, str] = field(default_factory=dict)
+    staging: StagingResult | None = None
+    triage: TriageResult | None = None
     warnings: list[str] = field(default_factory=list)
     #: files under the paths that were not used (path, reason)
     problems: list[tuple[str, str]] = field(default_factory=list)
@@ -188,17 +199,103 @@ def analyze_study(
     if clinical_values is not None:
         diameters = [lesion.long_axis.value for lesion in findings.lesions] if findings else None
         clinical = clinical_summary(clinical_values, diameters)
-    notes = {}
-    for task in (ModelTask.STAGING, ModelTask.TRIAGE):
-        installed = registry.for_task(task)
-        if installed:
-            note = _NOT_IMPLEMENTED.format(task=task.value, model=installed[0].id)
-            warnings.append(note)
+    follow_up = run_staging_and_triage(image, result.labels, registry, sessions or SessionCache(),
+                                       device=device, models=models, force=force,
+                                       liver_found=findings is not None, cancel=cancel)
+    warnings.extend(follow_up.warnings)
+    return AnalysisResult(image, model, result, findings, clinical, clinical_values,
+                          notes=follow_up.notes, staging=follow_up.staging,
+                          triage=follow_up.triage, warnings=warnings, problems=problems,
+                          seconds=time.perf_counter() - started)
+
+
+@dataclass
+class FollowUpResults:
+    """Staging and triage of one series; ``notes`` says why a result is missing."""
+
+    staging: StagingResult | None = None
+    triage: TriageResult | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _model_for(registry: RegistryResult, task: ModelTask,
+               wanted: Sequence[str] | None) -> tuple[RegisteredModel | None, str]:
+    installed = registry.for_task(task)
+    if not installed:
+        return None, _NOT_INSTALLED.format(task=task.value)
+    if wanted:
+        installed = [model for model in installed if model.id in wanted]
+        if not installed:
+            return None, _NOT_REQUESTED.format(task=task.value)
+    return installed[0], ""
+
+
+def run_staging_and_triage(
+    image: Volume,
+    labels: Volume,
+    registry: RegistryResult,
+    sessions: SessionCache,
+    *,
+    device: str = "auto",
+    models: Sequence[str] | None = None,
+    force: bool = False,
+    liver_found: bool = True,
+    cancel: CancelCallback | None = None,
+) -> FollowUpResults:
+    """Run the installed (or requested) staging and triage models after the segmentation.
+
+    Staging needs the liver (its slice range comes from ``labels``); triage runs on any axial
+    series. A missing model, a series that is not axial or a missing liver is a note, not an
+    error; a model that fails is a warning and the other still runs.
+    """
+    out = FollowUpResults()
+    staging_model, note = _model_for(registry, ModelTask.STAGING, models)
+    if staging_model is None:
+        out.notes[ModelTask.STAGING.value] = note
+    elif not liver_found:
+        out.notes[ModelTask.STAGING.value] = _NO_LIVER_STAGING
+    else:
+        try:
+            out.staging = stage_liver(image, labels, staging_model, sessions, device=device,
+                                      force=force)
+        except RadviewError as error:
+            out.notes[ModelTask.STAGING.value] = f"staging failed: {error}"
+            out.warnings.append(f"staging failed: {error}")
         else:
-            note = _NOT_INSTALLED.format(task=task.value)
-        notes[task.value] = note
-    return AnalysisResult(image, model, result, findings, clinical, clinical_values, notes,
-                          warnings, problems, time.perf_counter() - started)
+            if out.staging is None:
+                out.notes[ModelTask.STAGING.value] = _NO_LIVER_STAGING
+            else:
+                out.warnings.extend(out.staging.warnings)
+                if out.staging.fallback_reason:
+                    out.warnings.append(out.staging.fallback_reason)
+    if cancel is not None and cancel():
+        raise LoadCancelled("analysis cancelled")
+    triage_model, note = _model_for(registry, ModelTask.TRIAGE, models)
+    if triage_model is None:
+        out.notes[ModelTask.TRIAGE.value] = note
+    else:
+        try:
+            out.triage = triage_slices(image, triage_model, sessions, device=device,
+                                       force=force, cancel=cancel)
+        except TriageNotApplicable as error:
+            out.notes[ModelTask.TRIAGE.value] = str(error)
+        except LoadCancelled:
+            raise
+        except RadviewError as error:
+            out.notes[ModelTask.TRIAGE.value] = f"triage failed: {error}"
+            out.warnings.append(f"triage failed: {error}")
+        else:
+            out.warnings.extend(w for w in out.triage.warnings if w not in out.warnings)
+            if out.triage.fallback_reason:
+                out.warnings.append(out.triage.fallback_reason)
+    return out
+
+
+def triage_in_display_order(image: Volume, triage: TriageResult) -> list[float]:
+    """Triage probabilities per axial display slice, 0 = most inferior (the report's order)."""
+    values = [float(v) for v in triage.probabilities]
+    return values if float(np.asarray(image.direction)[2, 2]) >= 0 else values[::-1]
 
 
 def _segmentation_model(registry: RegistryResult, wanted: Sequence[str] | None
@@ -263,8 +360,19 @@ def analysis_json(result: AnalysisResult, *, series_uid: str | None = None) -> d
         "task": manifest.task.value, "provider": seg.provider, "seconds": seg.seconds,
         "fallback_reason": seg.fallback_reason,
     }]
-    document["staging"] = None
-    document["triage"] = None
+    for task, run in (("staging", result.staging), ("triage", result.triage)):
+        if run is None:
+            continue
+        document["models"].append({
+            "id": run.model_id, "version": run.model_version, "sha256": run.model_sha256,
+            "task": task,
+            "provider": run.provider, "seconds": run.seconds,
+            "fallback_reason": run.fallback_reason})
+    document["staging"] = result.staging.to_json() if result.staging is not None else None
+    document["triage"] = None if result.triage is None else {
+        "model": f"{result.triage.model_id} {result.triage.model_version}",
+        "slice_axis": "voxels axis 0 of the source series",
+        "probabilities": [round(float(p), 4) for p in result.triage.probabilities]}
     document["notes"] = dict(result.notes)
     if result.clinical is not None:
         document["clinical"] = dict(result.clinical)
@@ -306,7 +414,10 @@ def write_analysis(
             exported = writers.export_report(
                 result.image, LabelMap.liver(result.labels), out_dir,
                 clinical_values=result.clinical_values, deidentify_with=deidentify_with,
-                labels_from_model=True, provenance=analysis_json(result)["models"])
+                labels_from_model=True, provenance=analysis_json(result)["models"],
+                staging=result.staging.to_json() if result.staging is not None else None,
+                triage=(triage_in_display_order(result.image, result.triage)
+                        if result.triage is not None else None))
             written.files.update(exported.files)
             written.warnings.extend(w for w in exported.warnings if w not in result.warnings)
     series_uid = result.image.source.series_uid

@@ -69,6 +69,8 @@ __all__ = [
     "SegmentationResult",
     "segment",
     "postprocess_liver",
+    "ModelGridImage",
+    "to_model_grid",
 ]
 
 ProgressCallback = Callable[[int, int], None]
@@ -213,6 +215,87 @@ def segment(
 
 # ---------------------------------------------------------------------------- preprocessing
 @dataclass(frozen=True)
+class ModelGridImage:
+    """A volume on a model's grid: ``hu`` (z, H, W) float32, and the labels there when given.
+
+    Used by the staging and triage pipelines and by ``training/`` (so a model is trained on
+    exactly the preprocessing it will get). ``source_slice[k]`` is the source volume's slice
+    index (voxels axis 0) that model slice ``k`` lies nearest to.
+    """
+
+    hu: np.ndarray
+    labels: np.ndarray | None
+    fill_hu: float
+    source_slice: np.ndarray
+
+
+def to_model_grid(
+    volume: Volume,
+    spacing_mm: tuple[float, ...],
+    size_hw: tuple[int, int],
+    *,
+    labels: np.ndarray | None = None,
+    window_low: float | None = None,
+    warnings: list[str] | None = None,
+) -> ModelGridImage:
+    """Steps 1-3 and 6 of the module docstring: non-finite fill, body crop (CT), resampling to
+    ``spacing_mm`` (SimpleITK, linear; labels nearest) and a centred pad/crop to ``size_hw``.
+
+    Intensities stay in the volume's units (HU); normalisation is the caller's (manifest's).
+    ``labels`` (same shape as the volume) are carried along on the same grid.
+    """
+    warnings = [] if warnings is None else warnings
+    image = volume.voxels.astype(np.float32, copy=True)
+    bad = ~np.isfinite(image)
+    if bad.any():
+        finite_min = np.min(image, initial=np.inf, where=~bad)
+        fill = window_low if window_low is not None else (
+            float(finite_min) if np.isfinite(finite_min) else 0.0)
+        image[bad] = fill
+        warnings.append(f"{int(bad.sum())} voxel(s) were not numbers (NaN/inf); replaced by "
+                        f"{fill:g}")
+    fill_hu = float(window_low) if window_low is not None else float(image.min(initial=0.0))
+    crop = _body_box(image) if (volume.modality or "CT").upper() == "CT" else None
+    if crop is None:
+        crop = tuple(slice(0, n) for n in image.shape)
+    cropped = image[crop]
+    offset_kji = tuple(s.start for s in crop)
+    crop_origin = tuple(float(v) for v in volume.index_to_world(offset_kji[::-1]))
+    source_grid = _Grid(cropped.shape, volume.spacing, crop_origin, volume.direction)
+    model_grid = _model_grid(source_grid, tuple(spacing_mm))
+    cropped_labels = None if labels is None else np.asarray(labels, np.uint8)[crop]
+    if model_grid is not source_grid:
+        cropped = _resample(cropped, source_grid, model_grid, linear=True, fill=fill_hu)
+        if cropped_labels is not None:
+            cropped_labels = _resample(cropped_labels, source_grid, model_grid, linear=False,
+                                       fill=0)
+    depth, rows, columns = cropped.shape
+    height, width = size_hw
+    src_y, dst_y = _placement(rows, height)
+    src_x, dst_x = _placement(columns, width)
+    hu = np.full((depth, height, width), fill_hu, np.float32)
+    hu[:, dst_y, dst_x] = cropped[:, src_y, src_x]
+    out_labels = None
+    if cropped_labels is not None:
+        out_labels = np.zeros((depth, height, width), np.uint8)
+        out_labels[:, dst_y, dst_x] = cropped_labels[:, src_y, src_x]
+    return ModelGridImage(hu, out_labels, fill_hu, _source_slices(model_grid, source_grid)
+                          + crop[0].start)
+
+
+def _source_slices(model: _Grid, source: _Grid) -> np.ndarray:
+    """For each model slice, the nearest source slice index (axis 0) at the grid's centre."""
+    depth, rows, columns = model.shape
+    k = np.arange(depth, dtype=float)
+    index = np.stack([np.full(depth, (columns - 1) / 2), np.full(depth, (rows - 1) / 2), k], 1)
+    world = np.asarray(model.origin) + (index * np.asarray(model.spacing)) @ \
+        np.asarray(model.direction, float).T
+    to_index = np.linalg.inv(np.asarray(source.direction, float) * np.asarray(source.spacing))
+    source_index = (world - np.asarray(source.origin)) @ to_index.T
+    return np.clip(np.rint(source_index[:, 2]), 0, source.shape[0] - 1).astype(np.int64)
+
+
+@dataclass(frozen=True)
 class _Grid:
     shape: tuple[int, int, int]  # (z, y, x)
     spacing: tuple[float, float, float]  # (x, y, z)
@@ -278,18 +361,32 @@ def _body_box(image: np.ndarray) -> tuple[slice, slice, slice] | None:
 
 
 def _model_grid(grid: _Grid, spacing_mm: tuple[float, ...]) -> _Grid:
-    """The grid at the model's spacing covering ``grid``, centred on it (``grid`` if equal)."""
-    target = (spacing_mm[0], spacing_mm[1], spacing_mm[2] if len(spacing_mm) == 3
-              else grid.spacing[2])
-    if all(abs(a - b) <= _SPACING_TOLERANCE_MM for a, b in zip(target, grid.spacing, strict=True)):
+    """The axial, patient-aligned grid at the model's spacing covering ``grid``, centred on it.
+
+    The model grid's direction is the identity (LPS): rows run anterior to posterior, columns
+    patient right to left, slices inferior to superior -- the orientation the models were
+    trained in -- whatever the source's direction (a NIfTI stored flipped, a sagittal series).
+    Through-plane spacing is the model's third value, else the source spacing along the axis
+    nearest to the body axis. Returns ``grid`` itself when it already is that grid.
+    """
+    direction = np.asarray(grid.direction, float)
+    source_spacing = np.asarray(grid.spacing, float)
+    # for each world axis (x, y, z): the spacing of the source axis most aligned with it
+    aligned = source_spacing[np.argmax(np.abs(direction), axis=1)]
+    target = np.array([spacing_mm[0], spacing_mm[1],
+                       spacing_mm[2] if len(spacing_mm) == 3 else aligned[2]], float)
+    if (np.allclose(direction, np.eye(3), atol=1e-4)
+            and np.all(np.abs(target - source_spacing) <= _SPACING_TOLERANCE_MM)):
         return grid
-    size_xyz = grid.shape[::-1]
-    new_size = tuple(max(1, round(n * s / t)) for n, s, t in
-                     zip(size_xyz, grid.spacing, target, strict=True))
-    shift = np.array([((n - 1) * s - (m - 1) * t) / 2 for n, s, m, t in
-                      zip(size_xyz, grid.spacing, new_size, target, strict=True)])
-    origin = np.asarray(grid.origin) + grid.direction @ shift
-    return _Grid(new_size[::-1], target, tuple(float(v) for v in origin), grid.direction)
+    last = np.array(grid.shape[::-1], float) - 1
+    corners = np.array([[a, b, c] for a in (0, last[0]) for b in (0, last[1])
+                        for c in (0, last[2])])
+    world = np.asarray(grid.origin) + (corners * source_spacing) @ direction.T
+    low, high = world.min(axis=0), world.max(axis=0)
+    new_size = np.maximum(1, np.rint((high - low + aligned) / target)).astype(int)
+    origin = (low + high) / 2 - (new_size - 1) * target / 2
+    return _Grid(tuple(int(n) for n in new_size[::-1]), tuple(float(t) for t in target),
+                 tuple(float(v) for v in origin), np.eye(3))
 
 
 def _sitk_image(array: np.ndarray, grid: _Grid):

@@ -107,6 +107,8 @@ def export_report(
     labels_from_model: bool = False,
     provenance: Sequence[Mapping[str, object]] = (),
     generated_at: datetime | None = None,
+    staging: Mapping[str, object] | None = None,
+    triage: Sequence[float] | None = None,
 ) -> ExportResult:
     """Measure ``labels`` on ``image`` and write every output into ``out_dir``.
 
@@ -115,7 +117,9 @@ def export_report(
     ``deidentify_with`` is the de-identification key: given, every output is de-identified
     (PS3.15 basic profile, consistent pseudonyms and UIDs) and the PDF shows no identifiers.
     ``provenance`` lists the models that made ``labels`` (id, version, sha256, provider,
-    seconds) for the report's provenance table. DICOM outputs need a volume loaded from a
+    seconds) for the report's provenance table. ``staging`` (stage, probabilities, model) and
+    ``triage`` (one probability per axial display slice, 0 = most inferior) fill the report's AI
+    sections; None shows "not available". DICOM outputs need a volume loaded from a
     single-frame DICOM series; for other sources they are skipped with a warning.
     """
     out_dir = Path(out_dir)
@@ -149,6 +153,7 @@ def export_report(
     content = build_report_content(
         findings, image, labels, _header_of(header_source, image),
         clinical=clinical, provenance=provenance, warnings=result.warnings,
+        staging=staging, triage=triage,
         deidentified=deidentifier is not None,
         generated_at=generated_at or datetime.now().replace(microsecond=0),
     )

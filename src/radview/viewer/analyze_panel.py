@@ -7,7 +7,11 @@ Model discovery and segmentation run in :class:`~radview.viewer.workers.TaskRunn
 result goes into the evented state (``state.set_labels``), so the overlay and the lesion table
 follow without knowing about this panel.
 
-Staging and triage have no pipeline yet; the panel says so instead of hiding it.
+After the segmentation the same worker runs the installed staging and triage models
+(:func:`radview.inference.analyze.run_staging_and_triage`); their results (and whether their
+models are installed) are shown beside it by :class:`~radview.viewer.staging_panel.StagingPanel`
+and the triage strip, which the main window feeds from :attr:`AnalyzePanel.models_listed` and
+:attr:`AnalyzePanel.follow_up_finished` (through ``MainWindow.show_analysis_extras``).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from radview.core.errors import RadviewError
 from radview.core.labelmap import LabelMap
 from radview.core.viewer_state import ViewerState
 from radview.core.volume import Volume
+from radview.inference.analyze import FollowUpResults, run_staging_and_triage
 from radview.inference.manifest import ModelTask
 from radview.inference.pipeline import SegmentationResult, segment
 from radview.inference.registry import (
@@ -66,6 +71,8 @@ class AnalyzePanel(QWidget):
 
     #: the SegmentationResult of a successful run
     analysis_finished = Signal(object)
+    #: staging and triage of the same run (:class:`FollowUpResults`), after analysis_finished
+    follow_up_finished = Signal(object)
     #: the RegistryResult once the models were discovered (None when discovery failed)
     models_listed = Signal(object)
 
@@ -76,6 +83,7 @@ class AnalyzePanel(QWidget):
         self._sessions = sessions
         self._models_dir = models_dir
         self._models: list[RegisteredModel] = []
+        self._registry: RegistryResult | None = None
         self._discovery: TaskRunner | None = None
         self._runner: TaskRunner | None = None
         self._run_model: RegisteredModel | None = None
@@ -120,7 +128,6 @@ class AnalyzePanel(QWidget):
         self.status = _plain_label("Looking for models…")
         self.warnings_label = _plain_label()
         self.warnings_label.hide()
-        self.staging_label = _plain_label("Staging / triage: no model installed")
 
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -132,7 +139,6 @@ class AnalyzePanel(QWidget):
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status)
         layout.addWidget(self.warnings_label)
-        layout.addWidget(self.staging_label)
         layout.addStretch(1)
 
         bind_while_alive(self, [(state.events.volume, self._on_volume_changed)])
@@ -152,6 +158,7 @@ class AnalyzePanel(QWidget):
         if self.sender() is not self._discovery:
             return
         self._discovery = None
+        self._registry = registry
         self._models = registry.for_task(ModelTask.SEGMENTATION)
         self.model_combo.clear()
         for model in self._models:
@@ -162,11 +169,6 @@ class AnalyzePanel(QWidget):
         self.invalid_toggle.setText(f"{len(invalid)} unusable model(s)")
         self.invalid_toggle.setVisible(bool(invalid))
         self.invalid_note.setVisible(bool(invalid) and self.invalid_toggle.isChecked())
-        extra = [task.value for task in (ModelTask.STAGING, ModelTask.TRIAGE)
-                 if registry.for_task(task)]
-        self.staging_label.setText(
-            f"Staging / triage: {', '.join(extra)} model installed, but not implemented in this "
-            "version" if extra else "Staging / triage: no model installed")
         self._update_run_enabled()
         self.models_listed.emit(registry)
 
@@ -239,7 +241,8 @@ class AnalyzePanel(QWidget):
         self.cancel_button.show()
         self.cancel_button.setEnabled(True)
         runner = TaskRunner(
-            _segmenter(volume, model, self._sessions, self.device_combo.currentData(), force),
+            _segmenter(volume, model, self._registry, self._sessions,
+                       self.device_combo.currentData(), force),
             parent=self, name="segmentation")
         runner.progress.connect(self._on_progress)
         runner.finished.connect(self._on_finished)
@@ -260,9 +263,10 @@ class AnalyzePanel(QWidget):
             self.progress_bar.setRange(0, max(total, 1))
             self.progress_bar.setValue(done)
 
-    def _on_finished(self, result: SegmentationResult) -> None:
+    def _on_finished(self, outcome: tuple[SegmentationResult, FollowUpResults]) -> None:
         if self.sender() is not self._runner:
             return
+        result, follow_up = outcome
         model = self._run_model
         self._end_run()
         volume = self._state.volume
@@ -280,9 +284,11 @@ class AnalyzePanel(QWidget):
         notes = list(result.warnings)
         if result.fallback_reason:
             notes.append(result.fallback_reason)
+        notes.extend(w for w in follow_up.warnings if w not in notes)
         self.warnings_label.setText("\n".join(notes))
         self.warnings_label.setVisible(bool(notes))
         self.analysis_finished.emit(result)
+        self.follow_up_finished.emit(follow_up)
 
     def _on_failed(self, message: str) -> None:
         if self.sender() is not self._runner:
@@ -323,12 +329,18 @@ def _discoverer(models_dir: Path | None):
     return discover
 
 
-def _segmenter(volume: Volume, model: RegisteredModel, sessions: SessionCache, device: str,
-               force: bool):
-    """The segmentation worker function; it captures data only (no widgets)."""
+def _segmenter(volume: Volume, model: RegisteredModel, registry: RegistryResult | None,
+               sessions: SessionCache, device: str, force: bool):
+    """The worker function: segmentation, then staging and triage; data only (no widgets)."""
 
-    def run(progress, cancel, emit) -> SegmentationResult:
-        return segment(volume, model, sessions, device=device, progress=progress,
-                       cancel=cancel, force=force)
+    def run(progress, cancel, emit) -> tuple[SegmentationResult, FollowUpResults]:
+        result = segment(volume, model, sessions, device=device, progress=progress,
+                         cancel=cancel, force=force)
+        if registry is None:
+            return result, FollowUpResults()
+        follow_up = run_staging_and_triage(volume, result.labels, registry, sessions,
+                                           device=device, force=force,
+                                           liver_found=result.has_liver, cancel=cancel)
+        return result, follow_up
 
     return run

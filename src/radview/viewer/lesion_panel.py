@@ -2,8 +2,9 @@
 
 The label map may come from a file (a radiologist's segmentation, the sample's truth) or, later,
 from the segmentation model. Measuring runs in a worker (``core.lesions.measure_liver``); the
-table shows its data formatted only here, and a double-click (or Enter) moves the crosshair to
-the lesion on the slice where its RECIST long axis was measured.
+table shows its data formatted only here. Selecting a row tells which lesion is selected
+(``lesion_selected``: the main window draws its RECIST axes); a double-click (or Enter) moves
+the crosshair to the lesion on the slice where its RECIST long axis was measured.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ _COLUMNS = ("Lesion", "Lobe", "Long axis", "Short axis", "Max 3D", "Volume", "Me
 class LesionPanel(QWidget):
     #: the findings of the current label map, once measured (None when cleared)
     findings_changed = Signal(object)
+    #: the Lesion selected in the table, or None when the selection is cleared
+    lesion_selected = Signal(object)
 
     def __init__(self, state: ViewerState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -53,6 +56,7 @@ class LesionPanel(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.setToolTip("Double-click or Enter: go to the lesion (slice of its long axis)")
         self.table.itemActivated.connect(self._on_activated)
+        self.table.itemSelectionChanged.connect(self._on_selection_changed)
         self.note = QLabel("Long/short axes: RECIST 1.1 in the acquisition plane. "
                            "Computer measurements: review before use.")
         self.note.setWordWrap(True)
@@ -96,8 +100,10 @@ class LesionPanel(QWidget):
 
     def _show(self, findings: LiverFindings | None) -> None:
         self.findings = findings
+        self.table.clearSelection()
         self.table.setRowCount(0)
         self.findings_changed.emit(findings)
+        self.lesion_selected.emit(None)  # the old selection belonged to the old findings
         if findings is None:
             return
         unit = self._state.volume.rescale.unit if self._state.volume is not None else ""
@@ -122,7 +128,17 @@ class LesionPanel(QWidget):
                     item.setTextAlignment(_RIGHT)
                 self.table.setItem(row, column, item)
 
-    # ------------------------------------------------------------------ jumping
+    # ------------------------------------------------------------------ selecting, jumping
+    def selected_lesion(self) -> Lesion | None:
+        rows = self.table.selectionModel().selectedRows()
+        if self.findings is None or not rows:
+            return None
+        row = rows[0].row()
+        return self.findings.lesions[row] if row < len(self.findings.lesions) else None
+
+    def _on_selection_changed(self) -> None:
+        self.lesion_selected.emit(self.selected_lesion())
+
     def _on_activated(self, item: QTableWidgetItem) -> None:
         if self.findings is not None:
             self.jump_to(self.findings.lesions[item.row()])

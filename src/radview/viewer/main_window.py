@@ -12,6 +12,7 @@ import contextlib
 import html
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -37,19 +39,25 @@ from radview.core.measurements import measure, summary_label
 from radview.core.viewer_state import Layout, StudyInfo, Tool, ViewerState
 from radview.core.volume import ViewPlane, Volume
 from radview.core.windowing import WindowPreset, window_for
+from radview.inference.manifest import ModelTask
+from radview.inference.registry import RegistryResult
 from radview.inference.runtime import SessionCache
 from radview.io.decoder_pool import DecoderPool
 from radview.io.open_study import OpenedImage, load_label_map, open_images, open_series_headers
 from radview.io.study_index import StudyIndex
 from radview.viewer.analyze_panel import AnalyzePanel
+from radview.viewer.clinical_form import ClinicalForm
 from radview.viewer.export_dialog import ExportDialog
 from radview.viewer.lesion_panel import LesionPanel
 from radview.viewer.measurement_panel import MeasurementPanel
 from radview.viewer.overlay_panel import OverlayPanel
+from radview.viewer.recist_overlay import RecistOverlay
 from radview.viewer.screenshot import save_png_atomically
 from radview.viewer.shortcut_sheet import ShortcutSheet
+from radview.viewer.staging_panel import StagingPanel
 from radview.viewer.study_browser import StudyBrowserPanel
 from radview.viewer.tags_panel import TagsPanel
+from radview.viewer.triage_strip import TriageStrip
 from radview.viewer.viewport import ViewportPanel
 from radview.viewer.workers import TaskRunner
 
@@ -114,11 +122,46 @@ class MainWindow(QMainWindow):
         self.side_tabs.addTab(self.lesion_panel, "Lesions")
         self.analyze_panel = AnalyzePanel(state, SessionCache())
         self.analyze_panel.analysis_finished.connect(self._on_analysis_finished)
-        self.side_tabs.addTab(self.analyze_panel, "Analyze")
+        self.analyze_panel.models_listed.connect(self._on_models_listed)
+        self.analyze_panel.follow_up_finished.connect(self._on_follow_up_finished)
+        self.staging_panel = StagingPanel()
+        self.staging_note = _plain_label()
+        self.triage_note = _plain_label()
+        self.staging_note.hide()
+        self.triage_note.hide()
+        self._extras_voxels = None  # the volume array the shown staging / triage belong to
+        # What the staging panel / triage note say while no result is shown.
+        self._staging_idle_reason = "no staging result yet"
+        self._triage_idle_note = ""
+        analyze_tab = QWidget()
+        analyze_column = QVBoxLayout(analyze_tab)
+        analyze_column.setContentsMargins(0, 0, 0, 0)
+        analyze_column.addWidget(self.analyze_panel)
+        extras = QVBoxLayout()
+        extras.setContentsMargins(9, 0, 9, 9)
+        extras.addWidget(self.staging_panel)
+        extras.addWidget(self.staging_note)
+        extras.addWidget(self.triage_note)
+        analyze_column.addLayout(extras)
+        analyze_column.addStretch(1)
+        self.side_tabs.addTab(_scrolling(analyze_tab), "Analyze")
+        self.clinical_form = ClinicalForm()
+        self._clinical_patient = state.study.patient_id
+        self.lesion_panel.findings_changed.connect(self.clinical_form.set_findings)
+        self.side_tabs.addTab(_scrolling(self.clinical_form), "Clinical")
         self.side_tabs.addTab(self.measurement_panel, "Measurements")
         self.side_tabs.addTab(self.tags_panel, "DICOM tags")
         self._add_dock("Studies", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
         self._add_dock("Panels", self.side_tabs, Qt.DockWidgetArea.RightDockWidgetArea)
+
+        # Per-slice triage beside the axial slice bar; RECIST axes of the selected lesion in
+        # whichever view shows the acquisition plane.
+        axial = self.viewport.views[ViewPlane.AXIAL]
+        self.triage_strip = TriageStrip(state, axial.slider)
+        axial.add_beside_slider(self.triage_strip)
+        self.recist_overlays = {plane: RecistOverlay(state, view)
+                                for plane, view in self.viewport.views.items()}
+        self.lesion_panel.lesion_selected.connect(self._on_lesion_selected)
 
         self._build_status_bar()
         self._build_menus()
@@ -148,6 +191,7 @@ class MainWindow(QMainWindow):
         state.events.volume.connect(self._update_export_action)
         state.events.labels.connect(self._update_export_action)
         state.events.cursor.connect(self._on_cursor_changed)
+        state.events.study.connect(self._on_study_changed)
         self._restore_settings()
 
     # ------------------------------------------------------------------ construction
@@ -160,6 +204,95 @@ class MainWindow(QMainWindow):
 
     def _on_analysis_finished(self, result) -> None:
         self.timing_label.setText(f"{result.provider} · {result.seconds:.1f} s")
+
+    def _on_follow_up_finished(self, follow_up) -> None:
+        staging = follow_up.staging.to_json() if follow_up.staging is not None else None
+        triage = follow_up.triage.probabilities.tolist() if follow_up.triage is not None else None
+        self.show_analysis_extras(staging, triage, follow_up.notes.get("staging"),
+                                  follow_up.notes.get("triage"))
+
+    # ------------------------------------------------------------------ analysis extras
+    def show_analysis_extras(self, staging: Mapping | None, triage: Sequence[float] | None,
+                             staging_note: str | None = None,
+                             triage_note: str | None = None) -> None:
+        """Show what an analysis found beyond the segmentation, for the shown series.
+
+        Parameters
+        ----------
+        staging
+            ``{"stage": str, "probabilities": {class name: p}, "model": "id version"}`` from
+            the staging model, or None (then ``staging_note`` says why, e.g. "no staging
+            model installed").
+        triage
+            P(tumour) per slice, index k = array slice (axis 0) of the shown volume, or None
+            (then ``triage_note`` says why).
+        staging_note, triage_note
+            One line each shown under the result (a CPU fallback, a reason for no result).
+        """
+        volume = self.state.volume
+        self._extras_voxels = volume.voxels if volume is not None else None
+        if staging is None:
+            self.staging_panel.show_unavailable(staging_note or "no staging result")
+            _set_note(self.staging_note, "")
+        else:
+            try:
+                stage, probabilities = str(staging["stage"]), staging["probabilities"]
+                model = str(staging["model"])
+            except (KeyError, TypeError):
+                self.staging_panel.show_unavailable(
+                    "staging result not shown: it needs stage, probabilities and model")
+            else:
+                self.staging_panel.show_staging(stage, probabilities, model)
+            _set_note(self.staging_note, staging_note or "")
+        self.triage_strip.set_probabilities(triage)
+        lines = []
+        if triage is not None and self.triage_strip.reason:
+            lines.append(f"Slice triage not shown: {self.triage_strip.reason}")
+        elif triage is not None:
+            strip = self.triage_strip
+            number = max(range(len(triage)), key=strip.probability_of_slice)
+            lines.append("Slice triage: P(tumour) per slice beside the axial slice bar; "
+                         f"highest {strip.probability_of_slice(number):.2f} at slice "
+                         f"{number + 1}")
+        if triage_note:
+            lines.append(triage_note if triage is not None else f"Slice triage: {triage_note}")
+        _set_note(self.triage_note, "\n".join(lines))
+
+    def _on_models_listed(self, registry: RegistryResult | None) -> None:
+        def idle(task: ModelTask) -> str:
+            if registry is None:
+                return "the installed models could not be listed"
+            if registry.for_task(task):
+                return "not run on this series yet"
+            return f"no {task.value} model installed"
+
+        self._staging_idle_reason = idle(ModelTask.STAGING)
+        self._triage_idle_note = f"Slice triage: {idle(ModelTask.TRIAGE)}"
+        if self._extras_voxels is None:  # never replace a result on screen
+            self.staging_panel.show_unavailable(self._staging_idle_reason)
+            _set_note(self.triage_note, self._triage_idle_note)
+
+    def _clear_analysis_extras(self) -> None:
+        self._extras_voxels = None
+        self.staging_panel.show_unavailable(self._staging_idle_reason)
+        self.triage_strip.set_probabilities(None)
+        _set_note(self.staging_note, "")
+        _set_note(self.triage_note, self._triage_idle_note)
+
+    def _on_lesion_selected(self, lesion) -> None:
+        for overlay in self.recist_overlays.values():
+            overlay.set_lesion(lesion)
+
+    def _on_toggle_recist(self, checked: bool) -> None:
+        for overlay in self.recist_overlays.values():
+            overlay.set_enabled(checked)
+
+    def _on_study_changed(self, study: StudyInfo) -> None:
+        # Clinical values belong to one patient: another patient's series empties the form.
+        # Values typed before any named series was shown stay (they are for the one opened).
+        previous, self._clinical_patient = self._clinical_patient, study.patient_id
+        if previous and study.patient_id != previous:
+            self.clinical_form.clear()
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -229,6 +362,10 @@ class MainWindow(QMainWindow):
         self.overlay_action = self._action("Show label overlay", self._on_toggle_overlay, "O",
                                            checkable=True)
         view_menu.addAction(self.overlay_action)
+        self.recist_action = self._action("Show RECIST axes", self._on_toggle_recist, "X",
+                                          checkable=True)
+        self.recist_action.setChecked(True)
+        view_menu.addAction(self.recist_action)
         self.cine_action = self._action("Cine play", self._on_toggle_cine, "Space",
                                         checkable=True)
         view_menu.addAction(self.cine_action)
@@ -566,6 +703,9 @@ class MainWindow(QMainWindow):
 
     def _on_volume_changed(self, volume: Volume | None) -> None:
         self.overlay_action.setChecked(self.state.overlay_visible)
+        if self._extras_voxels is not None and (volume is None
+                                                or volume.voxels is not self._extras_voxels):
+            self._clear_analysis_extras()  # they described the previous series
         if volume is not None:
             title = self.state.study.series_description or volume.source.display_name
             self.setWindowTitle(f"radview — {title}")
@@ -690,3 +830,25 @@ class MainWindow(QMainWindow):
         self.settings.setValue("overlay_opacity", self.state.overlay_opacity)
         self.settings.setValue("layout", self.state.layout.value)
         super().closeEvent(event)
+
+
+def _plain_label(text: str = "") -> QLabel:
+    label = QLabel(text)
+    label.setTextFormat(Qt.TextFormat.PlainText)  # notes may quote model ids and paths
+    label.setWordWrap(True)
+    return label
+
+
+def _set_note(label: QLabel, text: str) -> None:
+    label.setText(text)
+    label.setVisible(bool(text))
+
+
+def _scrolling(widget: QWidget) -> QScrollArea:
+    """``widget`` in a frameless vertical scroll area (long forms in a short dock)."""
+    area = QScrollArea()
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    return area

@@ -21,6 +21,7 @@ SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("R", "Reset zoom, pan and window"),
     ("I", "Invert grey scale"),
     ("O", "Show / hide the label overlay"),
+    ("X", "Show / hide the RECIST axes of the lesion selected in the lesion table"),
     ("Space", "Cine play / stop"),
     *(
         (str(p.key), f"Window preset: {p.label}" + (

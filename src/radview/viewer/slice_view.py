@@ -721,6 +721,18 @@ class SliceView(QtWidgets.QWidget):
             raise RuntimeError("no volume on display")
         return self._frame.view_of_pixel(*self._frame.pixel_of_world(xyz))
 
+    def view_point_of_pixel(self, row: float, col: float) -> QtCore.QPointF:
+        """Where continuous pixel ``(row, col)`` of this plane lies in the view's mm."""
+        if self._frame is None:
+            raise RuntimeError("no volume on display")
+        return self._frame.view_of_pixel(row, col)
+
+    def add_beside_slider(self, widget: QtWidgets.QWidget) -> None:
+        """Put ``widget`` between the image and the slice bar, at the bar's full height (a
+        strip whose rows line up with the bar's positions, e.g. the triage strip)."""
+        layout = self.layout()
+        layout.insertWidget(layout.indexOf(self._slider), widget)
+
     def viewport_point_of_pixel(self, row: float, col: float) -> QtCore.QPointF:
         """Viewport pixel position (float) of image pixel ``(row, col)`` of this plane."""
         if self._frame is None:

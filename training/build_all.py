@@ -1,0 +1,150 @@
+"""``make train``: rebuild every shipped model from scratch, resumably.
+
+    python -m training.build_all [--smoke] [--work DIR] [--models-out DIR] [--only STEP ...]
+
+Steps, each skipped when its output exists (so an interrupted run resumes):
+
+1. ``data``: render the train / val / test phantoms into the cache (training.data);
+2. ``search``: random + Bayesian hyperparameter search for the U-Net (training.hpsearch);
+3. ``train``: the four models with their budgets (training.train; checkpoints resume);
+4. ``export``: ONNX (opset 17) + model.toml into ``models-out``, with the parity check;
+5. ``evaluate``: held-out test metrics through the app's own pipelines (training.evaluate),
+   written into each model.toml and MODEL_CARD.md.
+
+``--smoke`` does all of it on a handful of tiny cases for a few steps (CI), into a scratch
+folder, so nothing shipped is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from training.data import SPLITS, build_phantom_cache, load_cache
+from training.train import MODEL_IDS, TrainConfig, train_model
+
+__all__ = ["FULL_PLAN", "SMOKE_PLAN", "main"]
+
+# model -> (settings, wall-clock budget in seconds). The budgets add up to about 75 minutes of
+# training on a 2-core machine; see training/README.md for the measured total.
+FULL_PLAN: dict[str, tuple[dict, float]] = {
+    "liver-tumor-seg": ({"steps": 4500, "crop": 160, "validate_every": 1500,
+                         "val_cases": 10}, 2400.0),
+    "liver-seg-deeplab": ({"steps": 4000, "crop": 160, "lr": 2e-3, "validate_every": 1000,
+                           "val_cases": 10}, 660.0),
+    "liver-stage-cnnlstm": ({"steps": 2500, "batch": 8, "lr": 1e-3, "validate_every": 500},
+                            540.0),
+    "slice-triage": ({"steps": 3000, "batch": 32, "lr": 1e-3, "validate_every": 1000,
+                      "val_cases": 20}, 480.0),
+}
+SEARCH_SETTINGS = {"steps": 200, "crop": 128, "validate_every": 200, "val_cases": 4,
+                   "checkpoint_every": 10**9}
+SMOKE_PLAN: dict[str, tuple[dict, float]] = {
+    model: ({"steps": 4, "batch": 2, "crop": 64, "validate_every": 4, "checkpoint_every": 2,
+             "val_cases": 1, "width": 4}, 120.0) for model in MODEL_IDS}
+SMOKE_COUNTS = {"train": 3, "val": 1, "test": 2}
+
+
+def _log(line: str) -> None:
+    print(time.strftime("%H:%M:%S"), line, flush=True)
+
+
+def step_data(cache: Path, smoke: bool) -> None:
+    for split in ("train", "val", "test"):
+        count = SMOKE_COUNTS[split] if smoke else None
+        started = time.perf_counter()
+        paths = build_phantom_cache(cache, split, count=count, workers=1 if smoke else 2)
+        _log(f"data {split}: {len(paths)} cases ({time.perf_counter() - started:.0f} s)")
+
+
+def step_search(cache: Path, work: Path, smoke: bool) -> dict:
+    from training.hpsearch import search
+
+    out = work / "search"
+    if (out / "search.json").exists():
+        return json.loads((out / "search.json").read_text())
+    train = load_cache(sorted((cache / "train").glob("*.npz")))
+    val = load_cache(sorted((cache / "val").glob("*.npz")))
+    settings = SMOKE_PLAN["liver-tumor-seg"][0] if smoke else SEARCH_SETTINGS
+    base = TrainConfig.from_dict({"model": "liver-tumor-seg", **settings})
+    trials = (1, 1) if smoke else (4, 4)
+    return search(base, train, val, out, random_trials=trials[0], bayes_trials=trials[1],
+                  log=_log)
+
+
+def chosen_seg_settings(search_result: dict) -> dict:
+    best = search_result["best"]
+    return {name: best[name] for name in ("lr", "width", "dice_weight", "tumour_class_weight",
+                                          "dropout")}
+
+
+def step_train(cache: Path, work: Path, smoke: bool, search_result: dict) -> dict:
+    train = load_cache(sorted((cache / "train").glob("*.npz")))
+    val = load_cache(sorted((cache / "val").glob("*.npz")))
+    plan = SMOKE_PLAN if smoke else FULL_PLAN
+    summaries = {}
+    for model, (settings, budget) in plan.items():
+        summary_path = work / model / "summary.json"
+        if summary_path.exists():
+            summaries[model] = json.loads(summary_path.read_text())
+            continue
+        values = {"model": model, **settings}
+        if model == "liver-tumor-seg":
+            values.update(chosen_seg_settings(search_result))
+            if smoke:
+                values["width"] = settings["width"]
+        config = TrainConfig.from_dict(values)
+        summary = train_model(config, train, val, work, log=_log, time_budget_s=budget)
+        summary_path.write_text(json.dumps(summary, indent=2))
+        summaries[model] = summary
+    return summaries
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.build_all", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--work", type=Path)
+    parser.add_argument("--models-out", type=Path)
+    parser.add_argument("--only", nargs="*", choices=("data", "search", "train", "export",
+                                                      "evaluate"))
+    args = parser.parse_args(argv)
+    work = args.work or Path("build/train-smoke" if args.smoke else "build/train")
+    models_out = args.models_out or (work / "models_onnx" if args.smoke
+                                     else Path("src/radview/models_onnx"))
+    cache = work / "cache"
+    steps = set(args.only or ("data", "search", "train", "export", "evaluate"))
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    started = time.perf_counter()
+    if "data" in steps:
+        step_data(cache, args.smoke)
+    search_result = step_search(cache, work / "runs", args.smoke) if steps & {
+        "search", "train", "export", "evaluate"} else {}
+    if "train" in steps:
+        step_train(cache, work / "runs", args.smoke, search_result)
+    if "export" in steps:
+        from training.publish import export_all
+
+        export_all(work / "runs", models_out, seeds=_train_seeds(args.smoke), log=_log)
+    if "evaluate" in steps:
+        from training.publish import evaluate_all
+
+        evaluate_all(cache, work, models_out, search_result, smoke=args.smoke, log=_log)
+    _log(f"done in {(time.perf_counter() - started) / 60:.1f} min")
+    return 0
+
+
+def _train_seeds(smoke: bool) -> tuple[int, int]:
+    first, count = SPLITS["train"]
+    count = SMOKE_COUNTS["train"] if smoke else count
+    return (first, first + count - 1)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+

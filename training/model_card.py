@@ -1,0 +1,174 @@
+"""``MODEL_CARD.md`` from measured numbers only: the held-out evaluation, the training summary,
+the export parity check, the hyperparameter search (segmentation) and the real-scan notes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from training.data import HU_WINDOW, SLICE_SPACING_MM, SPLITS, STAGE_SPACING_MM
+from training.phantoms import GENERATOR_VERSION
+
+__all__ = ["write_model_card", "INTENDED_USE", "KNOWN_LIMITS"]
+
+INTENDED_USE = {
+    "liver-tumor-seg": "Segments the liver and liver tumours on axial CT (any phase) so that "
+                       "radview can measure liver volume and every lesion.",
+    "liver-seg-deeplab": "Segments the liver (no tumour class) on axial CT; a second, "
+                         "architecturally different liver model for comparison.",
+    "liver-stage-cnnlstm": "Gives probabilities of four chronic liver disease appearance "
+                           "stages (Mild, Moderate, Severe, End-stage) from liver slices.",
+    "slice-triage": "Gives P(tumour on this slice) for every axial slice, to point the reader "
+                    "at slices worth looking at first.",
+}
+
+KNOWN_LIMITS = [
+    "Trained only on synthetic phantoms (training/phantoms). Real CT differs: texture, "
+    "vessels, artefacts (beam hardening, streaks from metal or contrast), organs the phantom "
+    "does not have (pancreas, pelvis), motion. Expect lower accuracy on real scans than the "
+    "held-out synthetic numbers above.",
+    "Phantom lesions are ellipsoids with smooth or rimmed enhancement; infiltrative, "
+    "calcified, cystic-septated or ill-defined real lesions are not represented.",
+    "Liver disease stages are defined from the phantom's generated features (training/phantoms/"
+    "README.md), not from histology or elastography; the stage model has never seen a real "
+    "cirrhotic liver.",
+    "Adult abdomen, CT only; not for MR, paediatric scans or non-axial reconstructions.",
+]
+
+
+def _fmt(value: dict | float | None) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, dict):
+        low, high = value["ci95"]
+        return f"{value['mean']:.3f} (95% CI {low:.3f}-{high:.3f}; n = {value['n']})"
+    return f"{value:.3f}"
+
+
+def _metrics_table(result: dict) -> list[str]:
+    summary = result["summary"]
+    lines = ["| Metric | Held-out value |", "|---|---|"]
+    if result["task"] == "segmentation":
+        for key, label in (("liver_dice", "Liver Dice (liver + tumour)"),
+                           ("liver_iou", "Liver IoU"),
+                           ("tumor_dice", "Tumour Dice (scans with tumour)"),
+                           ("tumor_iou", "Tumour IoU"),
+                           ("mean_iou", "Mean IoU over classes"),
+                           ("pixel_accuracy", "Pixel accuracy"),
+                           ("seconds", "Seconds per scan (app pipeline, CPU)")):
+            if key in summary:
+                lines.append(f"| {label} | {_fmt(summary[key])} |")
+        detection = summary.get("detection")
+        if detection and detection["sensitivity"] is None:
+            lines.append("| Lesion detection sensitivity, lesions >= 10 mm | n/a (no such "
+                         "lesion in the held-out scans) |")
+        elif detection:
+            low, high = detection["sensitivity_ci95"]
+            flow, fhigh = detection["false_positives_ci95"]
+            lines.append(f"| Lesion detection sensitivity, lesions >= 10 mm | "
+                         f"{detection['sensitivity']:.3f} ({detection['detected']} of "
+                         f"{detection['lesions_10mm']}; 95% CI {low:.3f}-{high:.3f}) |")
+            lines.append(f"| False-positive lesions per scan | "
+                         f"{detection['false_positives_per_scan']:.2f} (95% CI "
+                         f"{flow:.2f}-{fhigh:.2f}) |")
+    elif result["task"] == "triage":
+        low, high = summary["auc_ci95"]
+        lines += [f"| Slice AUC | {summary['auc']:.3f} (95% CI {low:.3f}-{high:.3f}) |",
+                  f"| Sensitivity at P >= 0.5 | {_fmt(summary.get('sensitivity_at_0.5'))} |",
+                  f"| Specificity at P >= 0.5 | {_fmt(summary.get('specificity_at_0.5'))} |",
+                  f"| Slices (positive) | {summary['slices']} ({summary['positive_slices']}) |",
+                  f"| ms per slice (whole app pipeline, CPU) | "
+                  f"{summary['ms_per_slice_pipeline']:.2f} |"]
+    else:
+        low, high = summary["macro_f1_ci95"]
+        alow, ahigh = summary["accuracy_ci95"]
+        lines += [f"| Macro-F1 | {summary['macro_f1']:.3f} (95% CI {low:.3f}-{high:.3f}) |",
+                  f"| Accuracy | {summary['accuracy']:.3f} (95% CI {alow:.3f}-{ahigh:.3f}) |"]
+        labels = summary["labels"]
+        lines += ["", "Confusion matrix (rows: truth, columns: predicted):", "",
+                  "| truth \\ predicted | " + " | ".join(labels) + " |",
+                  "|---" * (len(labels) + 1) + "|"]
+        for name, row in zip(labels, summary["confusion_matrix"], strict=True):
+            lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+    return lines
+
+
+def _search_table(search: dict) -> list[str]:
+    keys = ["method", "trial", "lr", "width", "dice_weight", "tumour_class_weight", "dropout",
+            "dice_liver", "dice_tumor", "score", "seconds"]
+    lines = ["| " + " | ".join(keys) + " |", "|---" * len(keys) + "|"]
+    for row in search["trials"]:
+        cells = []
+        for key in keys:
+            value = row.get(key, "")
+            cells.append(f"{value:.4g}" if isinstance(value, float) else str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    best = search["best"]
+    lines += ["", f"Chosen: {best['method']} trial {best['trial']} (highest validation score "
+              f"{best['score']:.4f}). Each trial trained {search['base']['steps']} steps from "
+              f"scratch on {search['base']['crop']}-pixel crops and was scored on "
+              f"{search['base']['val_cases']} validation cases (never the test cases)."]
+    return lines
+
+
+def write_model_card(path: Path, model_id: str, result: dict, summary: dict, export: dict,
+                     search: dict | None, real_checks: Path | None) -> Path:
+    config = summary["config"]
+    first, count = SPLITS["train"]
+    vfirst, vcount = SPLITS["val"]
+    tfirst, tcount = SPLITS["test"]
+    staging = model_id == "liver-stage-cnnlstm"
+    spacing = STAGE_SPACING_MM if staging else SLICE_SPACING_MM
+    lines = [
+        f"# Model card: {model_id} {result['version']}",
+        "",
+        "**Decision support only.** This model's output is for a radiologist to review; it is "
+        "not a diagnosis and must not be used on its own to decide care. radview shows its "
+        "probabilities, not just its answer.",
+        "",
+        "## Intended use",
+        INTENDED_USE[model_id],
+        "",
+        "## Training data",
+        f"Synthetic abdominal CT phantoms only: `training/phantoms` generator version "
+        f"{GENERATOR_VERSION}, training seeds {first}-{first + count - 1} ({count} scans), "
+        f"validation seeds {vfirst}-{vfirst + vcount - 1} ({vcount}), held-out test seeds "
+        f"{tfirst}-{tfirst + tcount - 1} ({tcount}, used only for the numbers below). No patient "
+        "data. Each scan varies anatomy, contrast phase, noise, pixel spacing (0.6-2.4 mm), "
+        "slice thickness (1-5 mm), field of view (truncation included), lesions (0-8, "
+        "5-100 mm) and disease stage; training adds random intensity scale/offset, noise, blur, "
+        "gamma, rotation, scaling and shifts.",
+        "",
+        "## Input and preprocessing",
+        f"CT in HU, body-cropped and resampled in-plane to {spacing} mm by radview's pipeline, "
+        f"window {HU_WINDOW[0]:g} to {HU_WINDOW[1]:g} HU mapped to [0, 1]"
+        + (", 16 liver slices spread over the liver's craniocaudal range (from the "
+           "segmentation)." if staging else f", {config['channels']} neighbouring slices as "
+           "channels."),
+        "",
+        "## Training",
+        f"Settings: `{ {k: v for k, v in config.items() if k not in ('extra',)} }`. "
+        f"Steps run: {summary['steps_done']} in {summary['seconds'] / 60:.1f} min on 2 CPU "
+        f"cores. Best validation: `{summary['best_metrics']}`.",
+        "",
+        "## Held-out metrics",
+        f"{result['cases']} held-out synthetic scans, measured through radview's own pipeline "
+        "(resampling, post-processing) on the source grid; 95 % confidence intervals by "
+        "bootstrap over scans (`python -m training.evaluate`).",
+        "",
+        *_metrics_table(result),
+        "",
+        "## Export",
+        f"ONNX opset 17, {export['size_mb']:.1f} MB; ONNX Runtime vs PyTorch logits max "
+        f"|difference| {export['parity_max_abs']:.1e} on random inputs (limit 1e-4, checked at "
+        "export and in CI).",
+        "",
+    ]
+    if search is not None:
+        lines += ["## Hyperparameter search", "Random search, then Bayesian optimisation "
+                  "(optuna TPE, seeded with the random trials):", "", *_search_table(search), ""]
+    lines += ["## Known limits and failure modes", *[f"- {item}" for item in KNOWN_LIMITS]]
+    if real_checks is not None and real_checks.exists():
+        lines += ["", "## Real CT checks (qualitative; never used for training)", "",
+                  real_checks.read_text().strip()]
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,136 @@
+"""Export the trained models into ``models_onnx/`` and measure them on the held-out phantoms.
+
+:func:`export_all` writes ``<id>/model.onnx`` + ``model.toml`` for every trained model and
+refuses one whose ONNX Runtime logits differ from PyTorch's by more than 1e-4.
+:func:`evaluate_all` writes the held-out test phantoms once as an MSD-layout folder (NIfTI, with
+``stages.json``), runs :mod:`training.evaluate` on it for every model, puts the headline metrics
+into each ``model.toml`` and writes ``MODEL_CARD.md`` from the measured numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import nibabel as nib
+
+from radview.io.convert import volume_to_nifti
+from training.data import SPLITS, STAGES, phantom_config
+from training.export import (
+    PARITY_TOLERANCE,
+    export_onnx,
+    parity,
+    training_data_text,
+    write_manifest,
+)
+from training.model_card import write_model_card
+from training.phantoms import generate_case
+from training.train import MODEL_IDS, TrainConfig, load_best
+
+__all__ = ["export_all", "write_heldout_msd", "evaluate_all", "headline_metrics"]
+
+_STAGE_NAMES = dict(zip(("mild", "moderate", "severe", "end_stage"), STAGES, strict=True))
+
+
+def export_all(runs: Path, models_out: Path, seeds: tuple[int, int], log=print) -> dict:
+    report = {}
+    for model in MODEL_IDS:
+        if not (runs / model / "best.pt").exists():
+            log(f"export {model}: not trained, skipped")
+            continue
+        net, config = load_best(runs, model)
+        folder = models_out / model
+        onnx_path = export_onnx(net, config, folder / "model.onnx")
+        worst = parity(net, config, onnx_path)
+        if worst > PARITY_TOLERANCE:
+            raise SystemExit(f"{onnx_path}: ONNX Runtime differs from PyTorch by {worst:.2e} "
+                             f"(> {PARITY_TOLERANCE:g})")
+        previous = _existing_metrics(folder / "model.toml")
+        write_manifest(folder, config, "model.onnx", previous, training_data_text(seeds))
+        size_mb = onnx_path.stat().st_size / 1e6
+        report[model] = {"parity_max_abs": worst, "size_mb": size_mb}
+        (runs / model / "export.json").write_text(json.dumps(report[model]))
+        log(f"export {model}: {size_mb:.1f} MB, parity max |diff| {worst:.2e}")
+    return report
+
+
+def _existing_metrics(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    import tomllib
+
+    return dict(tomllib.loads(path.read_text()).get("metrics", {}))
+
+
+def write_heldout_msd(folder: Path, count: int | None = None, log=print) -> Path:
+    """The test split's phantoms as ``imagesTr``/``labelsTr`` NIfTI plus ``stages.json``."""
+    first, size = SPLITS["test"]
+    seeds = range(first, first + (size if count is None else min(size, count)))
+    images, labels = folder / "imagesTr", folder / "labelsTr"
+    images.mkdir(parents=True, exist_ok=True)
+    labels.mkdir(parents=True, exist_ok=True)
+    stages_path = folder / "stages.json"
+    stages = json.loads(stages_path.read_text()) if stages_path.exists() else {}
+    started = time.perf_counter()
+    for seed in seeds:
+        name = f"phantom_{seed:06d}"
+        if (labels / f"{name}.nii.gz").exists() and name in stages:
+            continue
+        case = generate_case(seed, config=phantom_config(seed))
+        nib.save(volume_to_nifti(case.ct), images / f"{name}.nii.gz")
+        nib.save(volume_to_nifti(case.labels), labels / f"{name}.nii.gz")
+        stages[name] = _STAGE_NAMES[case.stage.value]
+        stages_path.write_text(json.dumps(stages, indent=1))
+    log(f"held-out set: {len(seeds)} cases in {folder} ({time.perf_counter() - started:.0f} s)")
+    return folder
+
+
+def headline_metrics(result: dict) -> dict[str, float]:
+    """The numbers that go into model.toml's [metrics] (held-out means)."""
+    summary = result["summary"]
+    out: dict[str, float] = {}
+    for key in ("liver_dice", "tumor_dice", "mean_iou", "pixel_accuracy"):
+        if isinstance(summary.get(key), dict):
+            out[f"heldout_{key}"] = summary[key]["mean"]
+    detection = summary.get("detection")
+    if detection and detection.get("sensitivity") is not None:
+        out["heldout_detection_sensitivity_10mm"] = detection["sensitivity"]
+        out["heldout_false_positives_per_scan"] = detection["false_positives_per_scan"]
+    for key in ("auc", "macro_f1", "accuracy"):
+        if isinstance(summary.get(key), float):
+            out[f"heldout_{key}"] = summary[key]
+    out["heldout_cases"] = float(result["cases"])
+    return out
+
+
+def evaluate_all(cache: Path, work: Path, models_out: Path, search_result: dict, *,
+                 smoke: bool = False, log=print) -> dict:
+    from training.evaluate import evaluate, find_model
+
+    heldout = write_heldout_msd(work / "heldout_msd", 2 if smoke else None, log=log)
+    results = {}
+    for model_id in MODEL_IDS:
+        folder = models_out / model_id
+        if not (folder / "model.toml").exists():
+            continue
+        started = time.perf_counter()
+        model = find_model(model_id, models_out)
+        result = evaluate(heldout, model, log=log)
+        if not result["rows"]:
+            raise SystemExit(f"evaluate {model_id}: no held-out case could be measured")
+        (work / "runs" / model_id / "heldout.json").write_text(
+            json.dumps(result, indent=1, default=float))
+        metrics = headline_metrics(result)
+        summary = json.loads((work / "runs" / model_id / "summary.json").read_text())
+        export = json.loads((work / "runs" / model_id / "export.json").read_text())
+        config = TrainConfig.from_dict(summary["config"])
+        write_model_card(folder / "MODEL_CARD.md", model_id, result, summary, export,
+                         search_result if model_id == "liver-tumor-seg" else None,
+                         work / "real_checks.md")
+        write_manifest(folder, config, "model.onnx", metrics,
+                       training_data_text((SPLITS["train"][0],
+                                           SPLITS["train"][0] + SPLITS["train"][1] - 1)))
+        results[model_id] = result["summary"]
+        log(f"evaluate {model_id}: {json.dumps(metrics)} ({time.perf_counter() - started:.0f} s)")
+    return results

@@ -1,0 +1,69 @@
+"""Every model exports to ONNX that ONNX Runtime runs with PyTorch's logits (max |diff| <= 1e-4),
+with a manifest radview's registry accepts and a model card built from measured numbers."""
+
+from __future__ import annotations
+
+import tomllib
+
+import numpy as np
+import pytest
+
+from radview.inference.registry import discover_models
+from training.export import PARITY_TOLERANCE, example_input, export_onnx, parity
+from training.train import MODEL_IDS, TrainConfig, build_network, load_best
+
+
+@pytest.mark.parametrize("model_id", MODEL_IDS)
+def test_trained_model_onnx_matches_pytorch(smoke_build, model_id, tmp_path):
+    net, config = load_best(smoke_build / "runs", model_id)
+    path = export_onnx(net, config, tmp_path / "model.onnx")
+    assert parity(net, config, path, batches=2) <= PARITY_TOLERANCE
+
+
+@pytest.mark.parametrize("model_id", MODEL_IDS)
+def test_full_width_network_parity_with_trained_batchnorm_statistics(model_id, tmp_path):
+    """The shipped widths: BatchNorm running statistics made non-trivial by forward passes in
+    training mode, so the exporter's folding is really exercised."""
+    import torch
+
+    config = TrainConfig(model=model_id)
+    net = build_network(config)
+    net.train()
+    with torch.no_grad():
+        for seed in range(3):
+            net(example_input(config, batch=2, seed=10 + seed) * (1 + seed))
+    path = export_onnx(net, config, tmp_path / "model.onnx")
+    assert parity(net, config, path, batches=2) <= PARITY_TOLERANCE
+
+
+def test_smoke_models_are_valid_in_the_app_registry(smoke_build):
+    registry = discover_models(builtin_dir=smoke_build / "models_onnx",
+                               user_dir=smoke_build / "no-user-models", entry_points=False)
+    assert not registry.invalid, [m.reason for m in registry.invalid]
+    assert sorted(m.id for m in registry.valid) == sorted(MODEL_IDS)
+    tasks = {m.id: m.manifest.task.value for m in registry.valid}
+    assert tasks == {"liver-tumor-seg": "segmentation", "liver-seg-deeplab": "segmentation",
+                     "liver-stage-cnnlstm": "staging", "slice-triage": "triage"}
+
+
+def test_manifest_and_card_carry_the_measured_held_out_numbers(smoke_build):
+    folder = smoke_build / "models_onnx" / "liver-tumor-seg"
+    manifest = tomllib.loads((folder / "model.toml").read_text())
+    assert manifest["opset"] >= 17
+    assert manifest["metrics"]["heldout_cases"] == 2
+    card = (folder / "MODEL_CARD.md").read_text()
+    for heading in ("Intended use", "Training data", "Held-out metrics",
+                    "Hyperparameter search", "Known limits", "Decision support only"):
+        assert heading in card
+    liver_dice = manifest["metrics"]["heldout_liver_dice"]
+    assert f"{liver_dice:.3f}" in card
+    staging_card = (smoke_build / "models_onnx" / "liver-stage-cnnlstm" / "MODEL_CARD.md")
+    assert "Confusion matrix" in staging_card.read_text()
+
+
+def test_search_ran_random_and_bayesian_trials(smoke_build):
+    import json
+
+    search = json.loads((smoke_build / "runs" / "search" / "search.json").read_text())
+    assert {row["method"] for row in search["trials"]} == {"random", "tpe"}
+    assert search["best"]["score"] == max(row["score"] for row in search["trials"])
