@@ -36,8 +36,8 @@ from training.phantoms import GENERATOR_VERSION, LiverStage, PhantomConfig, gene
 __all__ = [
     "SLICE_SPACING_MM", "SLICE_SIZE", "STAGE_SPACING_MM", "STAGE_SIZE", "SEQUENCE_LENGTH",
     "HU_WINDOW", "STAGES", "SPLITS", "DatasetError", "CachedCase", "phantom_config",
-    "build_phantom_cache", "load_cache", "iter_msd_pairs", "check_same_geometry",
-    "liver_sequence", "normalise",
+    "build_phantom_cache", "build_msd_cache", "load_cache", "iter_msd_pairs",
+    "check_same_geometry", "normalise", "main",
 ]
 
 SLICE_SPACING_MM = 2.0
@@ -198,19 +198,43 @@ def iter_msd_pairs(folder: Path) -> Iterator[tuple[str, Volume | None, Volume | 
         yield name, image, labels, None
 
 
-# ---------------------------------------------------------------------------- staging input
-def liver_sequence(hu: np.ndarray, liver_mask: np.ndarray, length: int = SEQUENCE_LENGTH,
-                   jitter: np.random.Generator | None = None) -> np.ndarray | None:
-    """``length`` slices spread evenly over the liver's slice range (inferior first), or None
-    when there is no liver. With ``jitter``, each pick moves randomly within its interval
-    (training augmentation)."""
-    rows = np.flatnonzero(liver_mask.reshape(liver_mask.shape[0], -1).any(axis=1))
-    if rows.size == 0:
-        return None
-    first, last = int(rows[0]), int(rows[-1])
-    positions = np.linspace(first, last, length)
-    if jitter is not None and last > first:
-        step = (last - first) / max(1, length - 1)
-        positions = positions + jitter.uniform(-0.5, 0.5, length) * step
-    picks = np.clip(np.rint(positions), first, last).astype(int)
-    return hu[picks]
+# ---------------------------------------------------------------------------- command line
+def build_msd_cache(folder: Path, out: Path, log=print) -> list[Path]:
+    """Cache a labelled MSD/LiTS folder (e.g. real CT to fine-tune on) like the phantoms;
+    unusable pairs are reported and skipped. The stage is unknown (-1): staging ignores them."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, image, labels, problem in iter_msd_pairs(folder):
+        if problem is not None:
+            log(f"skipped {name}: {problem}")
+            continue
+        path = out / f"{name}.npz"
+        if not path.exists():
+            arrays = _cache_arrays(image, np.minimum(labels.voxels, 2).astype(np.uint8))
+            _atomic_savez(path, **arrays, stage=np.int64(-1),
+                          lesion_diameters_mm=np.zeros(0, np.float32))
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m training.data --msd DIR --out CACHE/train``: cache real labelled CT for
+    fine-tuning (``python -m training.train MODEL --cache CACHE``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m training.data", description=main.__doc__)
+    parser.add_argument("--msd", type=Path, required=True, help="imagesTr/ + labelsTr/ folder")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        written = build_msd_cache(args.msd, args.out,
+                                  log=lambda line: print(line, file=sys.stderr))
+    except DatasetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{len(written)} cases cached in {args.out}")
+    return 0 if written else 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

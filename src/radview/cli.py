@@ -364,6 +364,20 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         for lesion in findings.lesions:
             print(f"  lesion {lesion.id}: {lesion.long_axis.value:.1f} x "
                   f"{lesion.short_axis.value:.1f} mm, {lesion.volume.value:.2f} mL")
+    if result.staging is not None:
+        ranked = ", ".join(f"{name} {p:.0%}" for name, p in result.staging.probabilities.items())
+        print(f"liver disease stage (model {result.staging.model_id}, decision support): "
+              f"{ranked}")
+    else:
+        print(f"staging: {result.notes.get('staging', 'not run')}")
+    if result.triage is not None:
+        probabilities = result.triage.probabilities
+        flagged = int((probabilities >= 0.5).sum())
+        print(f"slice triage (model {result.triage.model_id}): {flagged} of {len(probabilities)} "
+              f"slice(s) with P(tumour) >= 0.5; highest {probabilities.max():.2f} at slice "
+              f"index {int(probabilities.argmax())}")
+    else:
+        print(f"triage: {result.notes.get('triage', 'not run')}")
     print(f"{'de-identified ' if secret is not None else ''}outputs in {args.out}: "
           + ", ".join(sorted(p.name for p in written.files.values())))
     for warning in dict.fromkeys([*result.warnings, *written.warnings]):

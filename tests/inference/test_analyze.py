@@ -210,3 +210,23 @@ def test_models_option_limits_staging_and_triage_too(series, model):
     result = analyze_study([folder], models=["tiny-liver-seg", "tiny-triage"], device="cpu")
     assert result.staging is None and result.triage is not None
     assert result.notes["staging"] == "no staging model among the requested models"
+
+
+def test_cli_analyze_prints_staging_and_triage_and_the_report_shows_them(series, model,
+                                                                         tmp_path, capsys):
+    folder, _ = series
+    install_follow_up_model(default_user_dir(), "staging")
+    install_follow_up_model(default_user_dir(), "triage")
+    out = tmp_path / "out"
+    code = main(["analyze", str(folder), "--out", str(out), "--report", "--device", "cpu"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "liver disease stage (model tiny-staging, decision support): Mild" in printed.out
+    assert "slice triage (model tiny-triage):" in printed.out
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    text = subprocess.run(["pdftotext", "-layout", str(out / "report.pdf"), "-"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "no staging model installed" not in text
+    assert "no triage model installed" not in text
+    assert "tiny-staging" in text

@@ -125,3 +125,25 @@ def test_resuming_with_other_settings_is_refused(smoke_build, tmp_path):
         train_model(TrainConfig(model="slice-triage", steps=3, batch=2, width=4,
                                 checkpoint_every=1, validate_every=2, val_cases=1),
                     cases, cases, tmp_path, log=lambda _line: None)
+
+
+def test_msd_folder_is_cached_for_fine_tuning_with_bad_pairs_skipped(tmp_path, capsys):
+    from training.data import main as data_main
+
+    image = _volume(shape=(4, 40, 40))
+    image = image.with_voxels(np.full(image.shape, -50, np.int16))
+    labels = _volume(shape=(4, 40, 40), dtype=np.uint8)
+    labels = labels.with_voxels(np.zeros(labels.shape, np.uint8))
+    labels.voxels[:, 10:30, 10:30] = 1
+    _write(tmp_path / "msd" / "imagesTr" / "case1.nii.gz", image)
+    _write(tmp_path / "msd" / "labelsTr" / "case1.nii.gz", labels)
+    _write(tmp_path / "msd" / "imagesTr" / "case2.nii.gz", image)
+    _write(tmp_path / "msd" / "labelsTr" / "case2.nii.gz", _volume(shape=(5, 40, 40),
+                                                                   dtype=np.uint8))
+    assert data_main(["--msd", str(tmp_path / "msd"), "--out", str(tmp_path / "cache")]) == 0
+    captured = capsys.readouterr()
+    assert "skipped case2" in captured.err and "1 cases cached" in captured.out
+    cached = load_cache([tmp_path / "cache" / "case1.npz"])[0]
+    assert cached.stage == -1
+    assert cached.slice_hu.shape[1:] == (224, 224)
+    assert (cached.slice_labels == 1).sum() > 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import tomllib
 
-import numpy as np
 import pytest
 
 from radview.inference.registry import discover_models

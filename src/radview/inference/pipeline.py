@@ -14,8 +14,11 @@ Preprocessing (in this order)
    for bounded memory) gives a bounding box, widened by :data:`BODY_MARGIN_VOXELS` on each side.
    Only that box is processed; everything outside it is background. No body -> no crop.
 3. **Resampling** with SimpleITK (linear) to the manifest's ``input.spacing_mm``: in-plane for
-   two values, in-plane and through-plane for three. The new grid is centred on the old one.
-   Skipped when the spacing already matches (within 1e-3 mm).
+   two values, in-plane and through-plane for three, onto a patient-aligned axial grid (LPS
+   identity direction: rows anterior to posterior, columns patient right to left, slices
+   inferior to superior) centred on the old one, so a NIfTI stored flipped or a series stored
+   superior to inferior reaches the model in the orientation it was trained in. Skipped when
+   the grid already is that grid (identity direction, spacing within 1e-3 mm).
 4. **Normalisation** from the manifest: clip to ``[window_low, window_high]`` when given, then
    map the window linearly onto ``scale``, or subtract ``mean`` and divide by ``std``.
 5. **Neighbouring slices** (2.5D): ``channels = 2k + 1`` slices centred on each slice; slices
