@@ -45,6 +45,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m benchmarks.soak --out build/bench/soak.json
 	$(BIN)/python -m benchmarks.responsiveness --out build/bench/responsiveness.json
 	$(BIN)/python -m benchmarks.report --out build/bench/report.json
+	$(BIN)/python -m benchmarks.inference --out build/bench/inference.json
 
 ## train: rebuild every shipped model from scratch (data, search, training, export, held-out
 ## evaluation, model cards); resumes where it stopped. About 90 min on 2 cores.

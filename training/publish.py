@@ -63,9 +63,11 @@ def _existing_metrics(path: Path) -> dict:
     return dict(tomllib.loads(path.read_text()).get("metrics", {}))
 
 
-def write_heldout_msd(folder: Path, count: int | None = None, log=print) -> Path:
-    """The test split's phantoms as ``imagesTr``/``labelsTr`` NIfTI plus ``stages.json``."""
-    first, size = SPLITS["test"]
+def write_heldout_msd(folder: Path, count: int | None = None, log=print,
+                      split: str = "test") -> Path:
+    """The ``split``'s phantoms (default: the held-out test split) as ``imagesTr``/``labelsTr``
+    NIfTI plus ``stages.json``."""
+    first, size = SPLITS[split]
     seeds = range(first, first + (size if count is None else min(size, count)))
     images, labels = folder / "imagesTr", folder / "labelsTr"
     images.mkdir(parents=True, exist_ok=True)
@@ -82,7 +84,7 @@ def write_heldout_msd(folder: Path, count: int | None = None, log=print) -> Path
         nib.save(volume_to_nifti(case.labels), labels / f"{name}.nii.gz")
         stages[name] = _STAGE_NAMES[case.stage.value]
         stages_path.write_text(json.dumps(stages, indent=1))
-    log(f"held-out set: {len(seeds)} cases in {folder} ({time.perf_counter() - started:.0f} s)")
+    log(f"{split} set: {len(seeds)} cases in {folder} ({time.perf_counter() - started:.0f} s)")
     return folder
 
 
