@@ -178,24 +178,10 @@ def segment(
     if "N" not in manifest.input.dynamic_axes:
         batch_size = 1
 
-    image = volume.voxels.astype(np.float32, copy=True)
-    fill_hu = _replace_non_finite(image, manifest, warnings)
-
-    crop = _body_box(image) if _is_ct(volume, manifest) else None
-    if crop is None:
-        crop = tuple(slice(0, n) for n in image.shape)
-    cropped = image[crop]
-    del image
-    offset_kji = tuple(s.start for s in crop)
-    crop_origin = tuple(float(v) for v in volume.index_to_world(offset_kji[::-1]))
-    source_grid = _Grid(cropped.shape, volume.spacing, crop_origin, volume.direction)
-
-    model_grid = _model_grid(source_grid, manifest.input.spacing_mm)
-    if model_grid is source_grid:
-        resampled = cropped
-    else:
-        resampled = _resample(cropped, source_grid, model_grid, linear=True, fill=fill_hu)
-    del cropped
+    prepared = _prepare(volume, manifest.input.spacing_mm, manifest.normalization.window_low,
+                        ct=_is_ct(volume, manifest), warnings=warnings)
+    fill_hu, crop = prepared.fill_hu, prepared.crop
+    source_grid, model_grid, resampled = prepared.source_grid, prepared.model_grid, prepared.hu
 
     session = sessions.open(model.onnx_path, device)
     labels_model, provider, fallback = _infer(
@@ -204,7 +190,8 @@ def segment(
     labels_model = lut[labels_model]
 
     if model_grid is not source_grid:
-        labels_crop = _resample(labels_model, model_grid, source_grid, linear=False, fill=0)
+        labels_crop = _resample_slabs(labels_model, model_grid, source_grid, linear=False,
+                                      fill=0, dtype=np.uint8)
     else:
         labels_crop = labels_model
     labels = np.zeros(volume.shape, np.uint8)
@@ -247,31 +234,16 @@ def to_model_grid(
     Intensities stay in the volume's units (HU); normalisation is the caller's (manifest's).
     ``labels`` (same shape as the volume) are carried along on the same grid.
     """
-    warnings = [] if warnings is None else warnings
-    image = volume.voxels.astype(np.float32, copy=True)
-    bad = ~np.isfinite(image)
-    if bad.any():
-        finite_min = np.min(image, initial=np.inf, where=~bad)
-        fill = window_low if window_low is not None else (
-            float(finite_min) if np.isfinite(finite_min) else 0.0)
-        image[bad] = fill
-        warnings.append(f"{int(bad.sum())} voxel(s) were not numbers (NaN/inf); replaced by "
-                        f"{fill:g}")
-    fill_hu = float(window_low) if window_low is not None else float(image.min(initial=0.0))
-    crop = _body_box(image) if (volume.modality or "CT").upper() == "CT" else None
-    if crop is None:
-        crop = tuple(slice(0, n) for n in image.shape)
-    cropped = image[crop]
-    offset_kji = tuple(s.start for s in crop)
-    crop_origin = tuple(float(v) for v in volume.index_to_world(offset_kji[::-1]))
-    source_grid = _Grid(cropped.shape, volume.spacing, crop_origin, volume.direction)
-    model_grid = _model_grid(source_grid, tuple(spacing_mm))
-    cropped_labels = None if labels is None else np.asarray(labels, np.uint8)[crop]
-    if model_grid is not source_grid:
-        cropped = _resample(cropped, source_grid, model_grid, linear=True, fill=fill_hu)
-        if cropped_labels is not None:
-            cropped_labels = _resample(cropped_labels, source_grid, model_grid, linear=False,
-                                       fill=0)
+    is_ct = (volume.modality or "CT").upper() == "CT"
+    prepared = _prepare(volume, tuple(spacing_mm), window_low, ct=is_ct, warnings=warnings)
+    cropped, fill_hu = prepared.hu, prepared.fill_hu
+    crop, source_grid, model_grid = prepared.crop, prepared.source_grid, prepared.model_grid
+    cropped_labels = None
+    if labels is not None:
+        cropped_labels = np.asarray(labels, np.uint8)[crop]
+        if model_grid is not source_grid:
+            cropped_labels = _resample_slabs(cropped_labels, source_grid, model_grid,
+                                             linear=False, fill=0, dtype=np.uint8)
     depth, rows, columns = cropped.shape
     height, width = size_hw
     src_y, dst_y = _placement(rows, height)
@@ -324,23 +296,6 @@ def _label_lookup(manifest: ModelManifest) -> np.ndarray:
         raise UnsupportedModelError(f"model {manifest.id}: its labels name no 'liver' "
                                     f"({', '.join(manifest.labels.values())})")
     return lut
-
-
-def _replace_non_finite(image: np.ndarray, manifest: ModelManifest, warnings: list[str]) -> float:
-    """Replace NaN/inf in place; return the fill value (window minimum or image minimum)."""
-    norm = manifest.normalization
-    bad = ~np.isfinite(image)
-    count = int(np.count_nonzero(bad))
-    if norm.window_low is not None:
-        fill = float(norm.window_low)
-    else:
-        finite_min = np.min(image, initial=np.inf, where=~bad)
-        fill = float(finite_min) if np.isfinite(finite_min) else 0.0
-    if count:
-        image[bad] = fill
-        warnings.append(f"{count} voxel(s) were not numbers (NaN/inf); replaced by {fill:g} "
-                        "before segmentation")
-    return fill
 
 
 def _body_box(image: np.ndarray) -> tuple[slice, slice, slice] | None:
@@ -414,6 +369,97 @@ def _resample(array: np.ndarray, source: _Grid, target: _Grid, *, linear: bool,
         tuple(float(v) for v in np.asarray(target.direction).ravel()), float(fill),
         image.GetPixelID())
     return sitk.GetArrayFromImage(resampled)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    hu: np.ndarray  # float32 on model_grid (not yet padded to the model's size)
+    fill_hu: float
+    crop: tuple[slice, slice, slice]
+    source_grid: _Grid
+    model_grid: _Grid
+
+
+def _prepare(volume: Volume, spacing_mm: tuple[float, ...], window_low: float | None, *,
+             ct: bool, warnings: list[str] | None) -> _Prepared:
+    """Steps 1-3 in bounded memory: the volume is never copied whole as float32; slabs of it
+    are converted, cleaned of NaN/inf and resampled one at a time."""
+    voxels = volume.voxels
+    bad_total = 0
+    if np.issubdtype(voxels.dtype, np.floating):
+        finite = np.isfinite(voxels)
+        finite_min = float(np.min(voxels, where=finite, initial=np.inf)) if finite.any() else 0.0
+        del finite
+    else:
+        finite_min = float(voxels.min(initial=0))
+    fill_hu = float(window_low) if window_low is not None else finite_min
+    crop = _body_box(voxels) if ct else None
+    if crop is None:
+        crop = tuple(slice(0, n) for n in voxels.shape)
+    offset_kji = tuple(s.start for s in crop)
+    crop_origin = tuple(float(v) for v in volume.index_to_world(offset_kji[::-1]))
+    shape = tuple(s.stop - s.start for s in crop)
+    source_grid = _Grid(shape, volume.spacing, crop_origin, volume.direction)
+    model_grid = _model_grid(source_grid, tuple(spacing_mm))
+    cropped = voxels[crop]  # a view
+    counter = [0]
+
+    def clean(block: np.ndarray) -> np.ndarray:
+        out = block.astype(np.float32)
+        bad = ~np.isfinite(out)
+        if bad.any():
+            counter[0] += int(bad.sum())
+            out[bad] = fill_hu
+        return out
+
+    if model_grid is source_grid:
+        hu = clean(cropped)
+    else:
+        hu = _resample_slabs(cropped, source_grid, model_grid, linear=True, fill=fill_hu,
+                             dtype=np.float32, convert=clean)
+    bad_total = counter[0]
+    if bad_total and warnings is not None:
+        warnings.append(f"{bad_total} voxel(s) were not numbers (NaN/inf); replaced by "
+                        f"{fill_hu:g} before inference")
+    return _Prepared(hu, fill_hu, crop, source_grid, model_grid)
+
+
+#: Model-grid slices resampled per SimpleITK call: bounds the float32 copy of the source.
+RESAMPLE_SLAB = 16
+
+
+def _resample_slabs(array: np.ndarray, source: _Grid, target: _Grid, *, linear: bool,
+                    fill: float, dtype, convert=None, slab: int = RESAMPLE_SLAB) -> np.ndarray:
+    """``_resample`` a slab of ``slab`` target slices at a time, each from only the part of the
+    source it needs (one voxel of margin), converted by ``convert`` (default: a plain copy)."""
+    out = np.empty(target.shape, dtype)
+    depth, rows, columns = target.shape
+    direction_t = np.asarray(target.direction, float)
+    spacing_t = np.asarray(target.spacing, float)
+    to_index = np.linalg.inv(np.asarray(source.direction, float) * np.asarray(source.spacing))
+    limits = np.array(source.shape[::-1]) - 1  # i, j, k
+    for start in range(0, depth, slab):
+        stop = min(depth, start + slab)
+        origin = np.asarray(target.origin) + direction_t @ (spacing_t * [0.0, 0.0, start])
+        sub_target = _Grid((stop - start, rows, columns), target.spacing,
+                           tuple(float(v) for v in origin), target.direction)
+        corners = np.array([[a, b, c] for a in (0, columns - 1) for b in (0, rows - 1)
+                            for c in (0, stop - start - 1)], float)
+        world = origin + (corners * spacing_t) @ direction_t.T
+        index = (world - np.asarray(source.origin)) @ to_index.T
+        low = np.clip(np.floor(index.min(axis=0)).astype(int) - 1, 0, limits)
+        high = np.clip(np.ceil(index.max(axis=0)).astype(int) + 1, 0, limits)
+        if np.any(index.max(axis=0) < -1) or np.any(index.min(axis=0) > limits + 1):
+            out[start:stop] = fill  # this slab lies outside the source
+            continue
+        block = array[low[2]:high[2] + 1, low[1]:high[1] + 1, low[0]:high[0] + 1]
+        block = convert(block) if convert is not None else np.ascontiguousarray(block)
+        block_origin = np.asarray(source.origin) + np.asarray(source.direction, float) @ (
+            np.asarray(source.spacing) * low)
+        sub_source = _Grid(block.shape, source.spacing, tuple(float(v) for v in block_origin),
+                           source.direction)
+        out[start:stop] = _resample(block, sub_source, sub_target, linear=linear, fill=fill)
+    return out
 
 
 def _normalise(values: np.ndarray, manifest: ModelManifest) -> np.ndarray:
@@ -505,6 +551,12 @@ def postprocess_liver(labels: np.ndarray, spacing_xyz: tuple[float, float, float
     organ = labels > 0
     if not organ.any():
         return np.zeros_like(labels, dtype=np.uint8)
+    # Work inside the organ's bounding box (one voxel wider, so holes and the dilation see the
+    # outside): labelling and morphology then cost the liver's size, not the volume's.
+    box = tuple(slice(max(0, int(hits[0]) - 1), min(n, int(hits[-1]) + 2)) for hits, n in (
+        (np.flatnonzero(organ.any(axis=axes)), labels.shape[axis])
+        for axis, axes in ((0, (1, 2)), (1, (0, 2)), (2, (0, 1)))))
+    organ = organ[box]
     components, count = ndimage.label(organ, structure=np.ones((3, 3, 3), bool))
     if count > 1:
         sizes = np.bincount(components.ravel())
@@ -512,11 +564,7 @@ def postprocess_liver(labels: np.ndarray, spacing_xyz: tuple[float, float, float
         organ = components == int(np.argmax(sizes))
     del components
     result = np.zeros_like(labels, dtype=np.uint8)
-    # Work inside the organ's bounding box (one voxel wider, so holes and the dilation see the
-    # outside): the morphology then costs the liver's size, not the volume's.
-    box = tuple(slice(max(0, s.start - 1), min(n, s.stop + 1)) for s, n in
-                zip(ndimage.find_objects(organ.astype(np.uint8))[0], labels.shape, strict=True))
-    out = np.where(organ[box], labels[box], 0).astype(np.uint8)
+    out = np.where(organ, labels[box], 0).astype(np.uint8)
     del organ
     liver = out == LiverLabel.LIVER
     tumour = out == LiverLabel.TUMOUR
