@@ -10,7 +10,7 @@ pytest.importorskip("onnx")
 
 from radview.core.errors import LoadCancelled
 from radview.core.volume import Volume
-from radview.inference.pipeline import postprocess_liver, segment
+from radview.inference.pipeline import TUMOUR_MIN_VOLUME_MM3, postprocess_liver, segment
 from radview.inference.registry import (
     ModalityMismatchError,
     default_user_dir,
@@ -147,7 +147,7 @@ def test_postprocess_liver_definitions():
     labels[2, 10:13, 10:13] = 2  # a lesion inside it
     labels[1:4, 5:25, 25:30] = 2  # a lesion bulging 3.5 mm out of the liver's edge
     labels[2, 34:37, 34:37] = 1  # a small disconnected liver blob (removed)
-    out = postprocess_liver(labels, (0.7, 0.7, 2.5))
+    out = postprocess_liver(labels, (0.7, 0.7, 2.5), min_tumour_mm3=0)
     assert out[2, 14, 14] == 1  # hole filled as liver
     assert np.all(out[2, 10:13, 10:13] == 2)
     assert np.all(out[1:4, 5:25, 25:27] == 2)  # within 2 mm (0.7 and 1.4 mm): kept
@@ -155,6 +155,19 @@ def test_postprocess_liver_definitions():
     assert not np.any(out[2, 34:37, 34:37])
     assert np.all(out[1:4, 5:25, 5:25] > 0)
     assert postprocess_liver(np.zeros((3, 4, 4), np.uint8), (1, 1, 1)).sum() == 0
+
+
+def test_tumour_specks_below_the_minimum_volume_become_liver():
+    labels = np.zeros((5, 40, 40), np.uint8)
+    labels[:, 5:35, 5:35] = 1
+    labels[2, 10:12, 10:12] = 2  # 4 voxels x 1.225 mm^3 = 4.9 mm^3: a speck
+    labels[1:4, 20:26, 20:26] = 2  # 108 voxels = 132 mm^3 (a 6.3 mm sphere's volume): kept
+    out = postprocess_liver(labels, (0.7, 0.7, 2.5))
+    assert TUMOUR_MIN_VOLUME_MM3 > 4.9
+    assert np.all(out[2, 10:12, 10:12] == 1)
+    assert np.all(out[1:4, 20:26, 20:26] == 2)
+    kept = postprocess_liver(labels, (0.7, 0.7, 2.5), min_tumour_mm3=0)
+    assert np.all(kept[2, 10:12, 10:12] == 2)
 
 
 def test_no_liver_is_an_empty_result_not_an_error(sessions):
