@@ -111,7 +111,8 @@ def _search_table(search: dict) -> list[str]:
 
 
 def write_model_card(path: Path, model_id: str, result: dict, summary: dict, export: dict,
-                     search: dict | None, real_checks: Path | None) -> Path:
+                     search: dict | None, real_checks: Path | None,
+                     postprocess_table: str | None = None) -> Path:
     config = summary["config"]
     first, count = SPLITS["train"]
     vfirst, vcount = SPLITS["val"]
@@ -163,6 +164,11 @@ def write_model_card(path: Path, model_id: str, result: dict, summary: dict, exp
         "export and in CI).",
         "",
     ]
+    if model_id == "liver-tumor-seg" and postprocess_table:
+        lines += ["## Post-processing threshold (validation phantoms)",
+                  "Tumour components below a volume become liver; each candidate applied to the "
+                  "same 40 validation segmentations (`python -m training.tune_postprocess`):", "",
+                  "```", postprocess_table.strip(), "```", ""]
     if search is not None:
         lines += ["## Hyperparameter search", "Random search, then Bayesian optimisation "
                   "(optuna TPE, seeded with the random trials):", "", *_search_table(search), ""]

@@ -88,6 +88,10 @@ def write_heldout_msd(folder: Path, count: int | None = None, log=print,
     return folder
 
 
+def _read_if_exists(path: Path) -> str | None:
+    return path.read_text() if path.exists() else None
+
+
 def headline_metrics(result: dict) -> dict[str, float]:
     """The numbers that go into model.toml's [metrics] (held-out means)."""
     summary = result["summary"]
@@ -129,7 +133,7 @@ def evaluate_all(cache: Path, work: Path, models_out: Path, search_result: dict,
         config = TrainConfig.from_dict(summary["config"])
         write_model_card(folder / "MODEL_CARD.md", model_id, result, summary, export,
                          search_result if model_id == "liver-tumor-seg" else None,
-                         work / "real_checks.md")
+                         work / "real_checks.md", _read_if_exists(work / "tune_postprocess.txt"))
         write_manifest(folder, config, "model.onnx", metrics,
                        training_data_text((SPLITS["train"][0],
                                            SPLITS["train"][0] + SPLITS["train"][1] - 1)))
