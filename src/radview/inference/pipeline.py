@@ -203,7 +203,8 @@ def segment(
         labels_crop = labels_model
     labels = np.zeros(volume.shape, np.uint8)
     labels[crop] = labels_crop
-    labels[crop] = postprocess_liver(labels[crop], volume.spacing)
+    del labels_crop, labels_model  # peak memory: the post-processing below needs room
+    _postprocess_into(labels[crop], volume.spacing)
     label_volume = volume.with_voxels(labels, rescale=Rescale(unit=""), warnings=(),
                                       display_inverted=False)
     return SegmentationResult(label_volume, provider, time.perf_counter() - started, fallback,
@@ -551,14 +552,37 @@ def _infer(
 # ---------------------------------------------------------------------------- post-processing
 def postprocess_liver(labels: np.ndarray, spacing_xyz: tuple[float, float, float],
                       min_tumour_mm3: float | None = None) -> np.ndarray:
-    """Clean a liver/tumour label array (z, y, x) as the module docstring describes.
+    """A cleaned copy of ``labels``; see :func:`_postprocess_box`."""
+    result = np.asarray(labels, np.uint8).copy()
+    _postprocess_into(result, spacing_xyz, min_tumour_mm3)
+    return result
 
-    Returns a new uint8 array: the largest 26-connected liver+tumour component, tumour only
-    within :data:`TUMOUR_MARGIN_MM` of the hole-filled liver, enclosed holes filled as liver.
+
+def _postprocess_into(labels: np.ndarray, spacing_xyz: tuple[float, float, float],
+                      min_tumour_mm3: float | None = None) -> None:
+    """Post-process ``labels`` (a uint8 array or view) in place, without a full-size copy."""
+    found = _postprocess_box(labels, spacing_xyz, min_tumour_mm3)
+    if found is None:
+        labels[...] = 0
+        return
+    box, out = found  # out is a new array: wiping labels does not touch it
+    labels[...] = 0
+    labels[box] = out
+
+
+def _postprocess_box(labels: np.ndarray, spacing_xyz: tuple[float, float, float],
+                     min_tumour_mm3: float | None = None
+                     ) -> tuple[tuple[slice, ...], np.ndarray] | None:
+    """Clean a liver/tumour label array (z, y, x) as the module docstring describes: the
+    largest 26-connected liver+tumour component, tumour only within :data:`TUMOUR_MARGIN_MM` of
+    the hole-filled liver, specks dropped, enclosed holes filled as liver.
+
+    Returns (the organ's bounding box, a new uint8 array of the cleaned labels inside it), or
+    None when there is no organ; everything outside the box is background.
     """
     organ = labels > 0
     if not organ.any():
-        return np.zeros_like(labels, dtype=np.uint8)
+        return None
     # Work inside the organ's bounding box (one voxel wider, so holes and the dilation see the
     # outside): labelling and morphology then cost the liver's size, not the volume's.
     box = tuple(slice(max(0, int(hits[0]) - 1), min(n, int(hits[-1]) + 2)) for hits, n in (
@@ -571,7 +595,6 @@ def postprocess_liver(labels: np.ndarray, spacing_xyz: tuple[float, float, float
         sizes[0] = 0
         organ = components == int(np.argmax(sizes))
     del components
-    result = np.zeros_like(labels, dtype=np.uint8)
     out = np.where(organ, labels[box], 0).astype(np.uint8)
     del organ
     liver = out == LiverLabel.LIVER
@@ -586,8 +609,7 @@ def postprocess_liver(labels: np.ndarray, spacing_xyz: tuple[float, float, float
         _drop_small_tumours(out, spacing_xyz, min_tumour_mm3)
     filled = _fill_holes_per_slice(out > 0)
     out[filled & (out == 0)] = LiverLabel.LIVER
-    result[box] = out
-    return result
+    return box, out
 
 
 def _drop_small_tumours(out: np.ndarray, spacing_xyz: tuple[float, float, float],
