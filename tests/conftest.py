@@ -28,6 +28,15 @@ if os.environ.get("RADVIEW_BLOCK_QT") == "1":
 
 
 @pytest.fixture(autouse=True)
+def _no_shipped_models(request, tmp_path_factory, monkeypatch):
+    """Tests see only the models they install, unless marked ``shipped_models``: the trained
+    models in ``radview/models_onnx`` would otherwise be chosen over a test's tiny model."""
+    if request.node.get_closest_marker("shipped_models") is None:
+        empty = tmp_path_factory.mktemp("no-builtin-models")
+        monkeypatch.setattr("radview.inference.registry.default_builtin_dir", lambda: empty)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_user_data(tmp_path_factory, monkeypatch):
     """Nothing a test does may land in the real user data dir."""
     monkeypatch.setenv("RADVIEW_DATA_DIR", str(tmp_path_factory.mktemp("userdata")))

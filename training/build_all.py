@@ -9,7 +9,8 @@ Steps, each skipped when its output exists (so an interrupted run resumes):
 3. ``train``: the four models with their budgets (training.train; checkpoints resume);
 4. ``export``: ONNX (opset 17) + model.toml into ``models-out``, with the parity check;
 5. ``evaluate``: held-out test metrics through the app's own pipelines (training.evaluate),
-   written into each model.toml and MODEL_CARD.md.
+   written into each model.toml and MODEL_CARD.md (``cards`` rewrites those two from the
+   saved evaluations, e.g. after editing the real-CT notes).
 
 ``--smoke`` does all of it on a handful of tiny cases for a few steps (CI), into a scratch
 folder, so nothing shipped is touched.
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path)
     parser.add_argument("--models-out", type=Path)
     parser.add_argument("--only", nargs="*", choices=("data", "search", "train", "export",
-                                                      "evaluate"))
+                                                      "evaluate", "cards"))
     args = parser.parse_args(argv)
     work = args.work or Path("build/train-smoke" if args.smoke else "build/train")
     models_out = args.models_out or (work / "models_onnx" if args.smoke
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if "data" in steps:
         step_data(cache, args.smoke)
     search_result = step_search(cache, work / "runs", args.smoke) if steps & {
-        "search", "train", "export", "evaluate"} else {}
+        "search", "train", "export", "evaluate", "cards"} else {}
     if "train" in steps:
         step_train(cache, work / "runs", args.smoke, search_result)
     if "export" in steps:
@@ -135,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         from training.publish import evaluate_all
 
         evaluate_all(cache, work, models_out, search_result, smoke=args.smoke, log=_log)
+    elif "cards" in steps:  # rewrite cards and manifests from the saved evaluations
+        from training.publish import write_card
+
+        for model in MODEL_IDS:
+            if (work / "runs" / model / "heldout.json").exists():
+                write_card(work, models_out, model, search_result)
     _log(f"done in {(time.perf_counter() - started) / 60:.1f} min")
     return 0
 

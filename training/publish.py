@@ -127,16 +127,25 @@ def evaluate_all(cache: Path, work: Path, models_out: Path, search_result: dict,
             raise SystemExit(f"evaluate {model_id}: no held-out case could be measured")
         (work / "runs" / model_id / "heldout.json").write_text(
             json.dumps(result, indent=1, default=float))
-        metrics = headline_metrics(result)
-        summary = json.loads((work / "runs" / model_id / "summary.json").read_text())
-        export = json.loads((work / "runs" / model_id / "export.json").read_text())
-        config = TrainConfig.from_dict(summary["config"])
-        write_model_card(folder / "MODEL_CARD.md", model_id, result, summary, export,
-                         search_result if model_id == "liver-tumor-seg" else None,
-                         work / "real_checks.md", _read_if_exists(work / "tune_postprocess.txt"))
-        write_manifest(folder, config, "model.onnx", metrics,
-                       training_data_text((SPLITS["train"][0],
-                                           SPLITS["train"][0] + SPLITS["train"][1] - 1)))
+        metrics = write_card(work, models_out, model_id, search_result)
         results[model_id] = result["summary"]
         log(f"evaluate {model_id}: {json.dumps(metrics)} ({time.perf_counter() - started:.0f} s)")
     return results
+
+
+def write_card(work: Path, models_out: Path, model_id: str, search_result: dict) -> dict:
+    """The model card and the manifest's metrics from the saved held-out evaluation
+    (``runs/<id>/heldout.json``), training summary and export check; returns the metrics."""
+    runs = work / "runs" / model_id
+    result = json.loads((runs / "heldout.json").read_text())
+    summary = json.loads((runs / "summary.json").read_text())
+    export = json.loads((runs / "export.json").read_text())
+    folder = models_out / model_id
+    metrics = headline_metrics(result)
+    write_model_card(folder / "MODEL_CARD.md", model_id, result, summary, export,
+                     search_result if model_id == "liver-tumor-seg" else None,
+                     work / "real_checks.md", _read_if_exists(work / "tune_postprocess.txt"))
+    write_manifest(folder, TrainConfig.from_dict(summary["config"]), "model.onnx", metrics,
+                   training_data_text((SPLITS["train"][0],
+                                       SPLITS["train"][0] + SPLITS["train"][1] - 1)))
+    return metrics

@@ -51,13 +51,40 @@ def find_case_files(folder: Path) -> tuple[Path, Path | None]:
 
 
 def _reference_liver(path: Path, image: Volume) -> np.ndarray | None:
+    """The reference liver mask on the image's grid: voxel by voxel when both files share one
+    geometry, else resampled (nearest) through patient coordinates (a NIfTI may store the rows
+    in the other order than the DICOM series)."""
     reference = read_volume_file(path)
-    if reference.shape != image.shape:
+    same_grid = (reference.shape == image.shape
+                 and np.allclose(reference.spacing, image.spacing, atol=1e-3)
+                 and np.allclose(reference.origin, image.origin, atol=1e-2)
+                 and np.allclose(reference.direction, image.direction, atol=1e-4))
+    if same_grid:
+        values = reference.voxels
+    else:
+        values = _resample_onto(reference, image)
+    if values is None:
         return None
-    values = reference.voxels
     if "reference_seg" in path.name:
         return values == TOTALSEGMENTATOR_LIVER
     return values > 0
+
+
+def _resample_onto(reference: Volume, image: Volume) -> np.ndarray | None:
+    import SimpleITK as sitk
+
+    def as_sitk(volume: Volume):
+        out = sitk.GetImageFromArray(np.ascontiguousarray(volume.voxels))
+        out.SetSpacing(volume.spacing)
+        out.SetOrigin(volume.origin)
+        out.SetDirection(tuple(float(v) for v in np.asarray(volume.direction).ravel()))
+        return out
+
+    target = as_sitk(image)
+    resampled = sitk.Resample(as_sitk(reference), target, sitk.Transform(),
+                              sitk.sitkNearestNeighbor, 0)
+    values = sitk.GetArrayFromImage(resampled)
+    return values if values.any() else None  # no overlap: the headers disagree
 
 
 def _overlay_png(image: Volume, labels: np.ndarray, reference: np.ndarray | None,

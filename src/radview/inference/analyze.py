@@ -49,6 +49,7 @@ __all__ = [
     "WrittenAnalysis",
     "analyze_study",
     "FollowUpResults",
+    "rank_segmentation_models",
     "run_staging_and_triage",
     "triage_in_display_order",
     "analysis_json",
@@ -298,9 +299,19 @@ def triage_in_display_order(image: Volume, triage: TriageResult) -> list[float]:
     return values if float(np.asarray(image.direction)[2, 2]) >= 0 else values[::-1]
 
 
+def rank_segmentation_models(models: Sequence[RegisteredModel]) -> list[RegisteredModel]:
+    """Segmentation models in the order they are offered: those that also segment tumours
+    first (their output is what the lesion measurements need), then by id."""
+    def has_tumour(model: RegisteredModel) -> bool:
+        names = {name.strip().lower() for name in model.manifest.labels.values()}
+        return bool(names & {"tumor", "tumour", "lesion", "liver tumor", "liver tumour"})
+
+    return sorted(models, key=lambda model: (not has_tumour(model), model.id))
+
+
 def _segmentation_model(registry: RegistryResult, wanted: Sequence[str] | None
                         ) -> RegisteredModel:
-    candidates = registry.for_task(ModelTask.SEGMENTATION)
+    candidates = rank_segmentation_models(registry.for_task(ModelTask.SEGMENTATION))
     if wanted:
         for model_id in wanted:
             if model_id not in registry.ids():

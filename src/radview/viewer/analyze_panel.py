@@ -36,7 +36,11 @@ from radview.core.errors import RadviewError
 from radview.core.labelmap import LabelMap
 from radview.core.viewer_state import ViewerState
 from radview.core.volume import Volume
-from radview.inference.analyze import FollowUpResults, run_staging_and_triage
+from radview.inference.analyze import (
+    FollowUpResults,
+    rank_segmentation_models,
+    run_staging_and_triage,
+)
 from radview.inference.manifest import ModelTask
 from radview.inference.pipeline import SegmentationResult, segment
 from radview.inference.registry import (
@@ -159,7 +163,7 @@ class AnalyzePanel(QWidget):
             return
         self._discovery = None
         self._registry = registry
-        self._models = registry.for_task(ModelTask.SEGMENTATION)
+        self._models = rank_segmentation_models(registry.for_task(ModelTask.SEGMENTATION))
         self.model_combo.clear()
         for model in self._models:
             self.model_combo.addItem(f"{model.id} {model.manifest.version}", model.id)
