@@ -8,10 +8,10 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+from training.phantoms import PhantomConfig, generate_case
 
 from radview.cli import main
 from radview.io.convert import volume_to_nifti
-from training.phantoms import PhantomConfig, generate_case
 
 pytestmark = pytest.mark.shipped_models
 

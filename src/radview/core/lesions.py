@@ -247,6 +247,19 @@ def measure_liver(
     """
     label_volume = labels.volume if isinstance(labels, LabelMap) else labels
     _check_inputs(label_volume, image, int(liver_label), int(tumour_label))
+    box = _labelled_box(label_volume.voxels)
+    if box is not None and any(s.stop - s.start < n for s, n in
+                               zip(box, label_volume.shape, strict=True)):
+        # Measure inside the labelled part only (peak memory: its masks, not the volume's);
+        # array slice indices are shifted back so they still index the full volume.
+        inner = measure_liver(_crop_volume(label_volume, box), _crop_volume(image, box),
+                              liver_label=liver_label, tumour_label=tumour_label)
+        k0 = box[0].start
+        return replace(inner, lesions=tuple(
+            replace(lesion, recist_slice=lesion.recist_slice + k0,
+                                slice_range=(lesion.slice_range[0] + k0,
+                                             lesion.slice_range[1] + k0))
+            for lesion in inner.lesions))
     voxels = label_volume.voxels
     spacing_kji = np.asarray(label_volume.spacing[::-1], dtype=np.float64)  # (sz, sy, sx)
     voxel_mm3 = label_volume.voxel_volume_mm3
@@ -681,6 +694,25 @@ def _warnings(grid: Volume, lesions: tuple[Lesion, ...]) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------------------- helpers
+def _labelled_box(voxels: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """The box of every labelled (non-zero) voxel, one voxel wider where the volume allows
+    (so "touches the volume's edge" and contours mean the same inside it); None: no label."""
+    spans = []
+    for axis, others in ((0, (1, 2)), (1, (0, 2)), (2, (0, 1))):
+        hits = np.flatnonzero(np.any(voxels, axis=others))
+        if hits.size == 0:
+            return None
+        spans.append(slice(max(0, int(hits[0]) - 1), min(voxels.shape[axis], int(hits[-1]) + 2)))
+    return tuple(spans)  # type: ignore[return-value]
+
+
+def _crop_volume(volume: Volume, box: tuple[slice, slice, slice]) -> Volume:
+    """``volume`` restricted to ``box`` (a view), with the origin of the box's first voxel."""
+    start_ijk = tuple(s.start for s in box)[::-1]
+    return replace(volume, voxels=volume.voxels[box],
+                               origin=tuple(float(v) for v in volume.index_to_world(start_ijk)))
+
+
 def _bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
     """The smallest box holding every set voxel of ``mask`` (None: nothing set).
 

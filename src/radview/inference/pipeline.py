@@ -128,7 +128,7 @@ def segment(
     device: str = "auto",
     progress: ProgressCallback | None = None,
     cancel: CancelCallback | None = None,
-    batch_size: int = 8,
+    batch_size: int = 1,
     force: bool = False,
 ) -> SegmentationResult:
     """Segment liver and tumour in ``volume`` with ``model`` (see the module docstring).
@@ -189,6 +189,7 @@ def segment(
                         ct=_is_ct(volume, manifest), warnings=warnings)
     fill_hu, crop = prepared.fill_hu, prepared.crop
     source_grid, model_grid, resampled = prepared.source_grid, prepared.model_grid, prepared.hu
+    del prepared  # its image would otherwise outlive inference (peak memory)
 
     session = sessions.open(model.onnx_path, device)
     labels_model, provider, fallback = _infer(
@@ -196,14 +197,13 @@ def segment(
     del resampled
     labels_model = lut[labels_model]
 
-    if model_grid is not source_grid:
-        labels_crop = _resample_slabs(labels_model, model_grid, source_grid, linear=False,
-                                      fill=0, dtype=np.uint8)
-    else:
-        labels_crop = labels_model
     labels = np.zeros(volume.shape, np.uint8)
-    labels[crop] = labels_crop
-    del labels_crop, labels_model  # peak memory: the post-processing below needs room
+    if model_grid is not source_grid:  # straight into the source grid: no second full copy
+        _resample_slabs(labels_model, model_grid, source_grid, linear=False, fill=0,
+                        dtype=np.uint8, out=labels[crop])
+    else:
+        labels[crop] = labels_model
+    del labels_model
     _postprocess_into(labels[crop], volume.spacing)
     label_volume = volume.with_voxels(labels, rescale=Rescale(unit=""), warnings=(),
                                       display_inverted=False)
@@ -437,10 +437,12 @@ RESAMPLE_SLAB = 16
 
 
 def _resample_slabs(array: np.ndarray, source: _Grid, target: _Grid, *, linear: bool,
-                    fill: float, dtype, convert=None, slab: int = RESAMPLE_SLAB) -> np.ndarray:
+                    fill: float, dtype, convert=None, slab: int = RESAMPLE_SLAB,
+                    out: np.ndarray | None = None) -> np.ndarray:
     """``_resample`` a slab of ``slab`` target slices at a time, each from only the part of the
-    source it needs (one voxel of margin), converted by ``convert`` (default: a plain copy)."""
-    out = np.empty(target.shape, dtype)
+    source it needs (one voxel of margin), converted by ``convert`` (default: a plain copy).
+    Written into ``out`` (an array or view of the target's shape) when given."""
+    out = np.empty(target.shape, dtype) if out is None else out
     depth, rows, columns = target.shape
     direction_t = np.asarray(target.direction, float)
     spacing_t = np.asarray(target.spacing, float)
