@@ -88,6 +88,11 @@ def write_heldout_msd(folder: Path, count: int | None = None, log=print,
     return folder
 
 
+def _quantization(work: Path, model_id: str) -> dict | None:
+    path = work / "quantized" / model_id / "quantization.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def _read_if_exists(path: Path) -> str | None:
     return path.read_text() if path.exists() else None
 
@@ -144,7 +149,8 @@ def write_card(work: Path, models_out: Path, model_id: str, search_result: dict)
     metrics = headline_metrics(result)
     write_model_card(folder / "MODEL_CARD.md", model_id, result, summary, export,
                      search_result if model_id == "liver-tumor-seg" else None,
-                     work / "real_checks.md", _read_if_exists(work / "tune_postprocess.txt"))
+                     work / "real_checks.md", _read_if_exists(work / "tune_postprocess.txt"),
+                     _quantization(work, model_id))
     write_manifest(folder, TrainConfig.from_dict(summary["config"]), "model.onnx", metrics,
                    training_data_text((SPLITS["train"][0],
                                        SPLITS["train"][0] + SPLITS["train"][1] - 1)))
