@@ -185,3 +185,18 @@ def test_a_series_of_another_modality_is_refused_unless_forced(sessions):
         segment(volume, model, sessions, device="cpu")
     result = segment(volume, model, sessions, device="cpu", force=True)
     assert any("forced" in w for w in result.warnings)
+
+
+def test_fast_hole_filling_matches_scipy():
+    from scipy import ndimage
+
+    from radview.inference.pipeline import _fill_holes, _fill_holes_per_slice
+
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        mask = ndimage.binary_opening(rng.random((12, 30, 34)) > 0.45)
+        np.testing.assert_array_equal(_fill_holes(mask), ndimage.binary_fill_holes(mask))
+        structure = np.zeros((3, 3, 3), bool)
+        structure[1] = ndimage.generate_binary_structure(2, 1)
+        np.testing.assert_array_equal(_fill_holes_per_slice(mask),
+                                      ndimage.binary_fill_holes(mask, structure=structure))
