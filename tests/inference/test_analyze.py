@@ -230,3 +230,17 @@ def test_cli_analyze_prints_staging_and_triage_and_the_report_shows_them(series,
     assert "no staging model installed" not in text
     assert "no triage model installed" not in text
     assert "tiny-staging" in text
+
+
+def test_report_lists_the_analysis_warnings(series, tmp_path, capsys):
+    """A model whose field of view is smaller than the body: the PDF's Warnings say so."""
+    folder, _ = series
+    install_band_model(default_user_dir(), "tiny-liver-seg", spacing=(1.0, 1.0), size=(32, 32))
+    out = tmp_path / "out"
+    assert main(["analyze", str(folder), "--out", str(out), "--report", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    text = subprocess.run(["pdftotext", str(out / "report.pdf"), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    assert "larger than the model's field of view" in " ".join(text.split())

@@ -428,7 +428,8 @@ def write_analysis(
                 labels_from_model=True, provenance=analysis_json(result)["models"],
                 staging=result.staging.to_json() if result.staging is not None else None,
                 triage=(triage_in_display_order(result.image, result.triage)
-                        if result.triage is not None else None))
+                        if result.triage is not None else None),
+                warnings=result.warnings)
             written.files.update(exported.files)
             written.warnings.extend(w for w in exported.warnings if w not in result.warnings)
     series_uid = result.image.source.series_uid

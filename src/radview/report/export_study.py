@@ -109,6 +109,7 @@ def export_report(
     generated_at: datetime | None = None,
     staging: Mapping[str, object] | None = None,
     triage: Sequence[float] | None = None,
+    warnings: Sequence[str] = (),
 ) -> ExportResult:
     """Measure ``labels`` on ``image`` and write every output into ``out_dir``.
 
@@ -119,7 +120,8 @@ def export_report(
     ``provenance`` lists the models that made ``labels`` (id, version, sha256, provider,
     seconds) for the report's provenance table. ``staging`` (stage, probabilities, model) and
     ``triage`` (one probability per axial display slice, 0 = most inferior) fill the report's AI
-    sections; None shows "not available". DICOM outputs need a volume loaded from a
+    sections; None shows "not available". ``warnings`` (the analysis's own, e.g. a model's
+    field-of-view note) are listed first. DICOM outputs need a volume loaded from a
     single-frame DICOM series; for other sources they are skipped with a warning.
     """
     out_dir = Path(out_dir)
@@ -130,8 +132,9 @@ def export_report(
     result = ExportResult(deidentified=deidentify_with is not None)
     findings = measure_liver(labels, image)
     result.lesion_count = len(findings.lesions)
-    result.warnings.extend(image.warnings)
-    result.warnings.extend(findings.warnings)
+    # the analysis's own warnings first (e.g. the body exceeded the model's field of view)
+    result.warnings.extend(w for w in dict.fromkeys([*warnings, *image.warnings,
+                                                     *findings.warnings]))
     deidentifier = Deidentifier(deidentify_with) if deidentify_with is not None else None
     clinical = None
     if clinical_values is not None:
