@@ -242,9 +242,11 @@ def train_model(config: TrainConfig, train_cases: list[CachedCase], val_cases: l
 
     validation = val_cases[:config.val_cases] if config.val_cases else val_cases
     started = time.perf_counter()
+    earlier_seconds = float(state.get("seconds", 0.0))  # training time before a resume
     running = []
 
     def checkpoint() -> None:
+        state["seconds"] = earlier_seconds + time.perf_counter() - started
         _save_atomic({"config": asdict(config), "model": net.state_dict(),
                       "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
                       "state": state}, checkpoint_path)
@@ -288,7 +290,7 @@ def train_model(config: TrainConfig, train_cases: list[CachedCase], val_cases: l
             break
     return {"config": asdict(config), "best_metrics": state["best_metrics"],
             "history": state["history"], "steps_done": state["step"],
-            "seconds": time.perf_counter() - started}
+            "seconds": earlier_seconds + time.perf_counter() - started}
 
 
 def load_best(work: Path, model: str) -> tuple[nn.Module, TrainConfig]:
