@@ -52,6 +52,18 @@ def target(value, limit, passed: bool | None, description: str) -> dict:
     return {"value": value, "limit": limit, "pass": passed, "description": description}
 
 
+def verdict_lines(results: dict) -> list[str]:
+    """One PASS/FAIL/n/a line per target, then a note when the machine was busy at the start."""
+    lines = []
+    for name, outcome in results["targets"].items():
+        verdict = {True: "PASS", False: "FAIL", None: "n/a "}[outcome["pass"]]
+        lines.append(f"  {verdict}  {name}: {outcome['value']} (limit {outcome['limit']})")
+    busy = results["machine"]["cpu_busy_percent_at_start"]
+    if busy > 10:
+        lines.append(f"note: the machine was {busy:.0f}% busy before the run; timings are noisy")
+    return lines
+
+
 def write_results(results: dict, out: Path) -> None:
     """The results as indented JSON, written atomically (a crash leaves the old file)."""
     out = Path(out)

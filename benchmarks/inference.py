@@ -78,7 +78,7 @@ import time
 import tomllib
 from pathlib import Path
 
-from benchmarks.common import machine_info, package_versions, publish, target
+from benchmarks.common import machine_info, package_versions, publish, target, verdict_lines
 
 __all__ = ["main", "run_benchmark", "export_untrained", "TorchSessions", "TimedSessions"]
 
@@ -721,13 +721,7 @@ def format_report(results: dict) -> str:
         f"{med['pipeline_ms_per_slice']:.2f} ms/slice ({tri['source_slices']} slices)",
         "targets",
     ]
-    for name, outcome in results["targets"].items():
-        verdict = {True: "PASS", False: "FAIL", None: "n/a "}[outcome["pass"]]
-        lines.append(f"  {verdict}  {name}: {outcome['value']} (limit {outcome['limit']})")
-    busy = results["machine"]["cpu_busy_percent_at_start"]
-    if busy > 10:
-        lines.append(f"note: the machine was {busy:.0f}% busy before the run; timings are noisy")
-    return "\n".join(lines)
+    return "\n".join(lines + verdict_lines(results))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,7 +47,7 @@ import numpy as np
 
 from radview.core.errors import RadviewError
 from radview.inference.manifest import ModelManifest, ModelTask
-from radview.inference.pipeline import _normalise, to_model_grid
+from radview.inference.pipeline import normalise_intensities, to_model_grid
 from radview.inference.registry import (
     ModelSource,
     RegisteredModel,
@@ -93,7 +93,7 @@ def model_input(hu: np.ndarray, slices: np.ndarray, manifest: ModelManifest) -> 
     spec = manifest.input
     offsets = np.arange(spec.channels) - spec.channels // 2
     index = np.clip(slices[:, None] + offsets[None, :], 0, hu.shape[0] - 1)
-    batch = _normalise(hu[index], manifest)  # (n, C, H, W)
+    batch = normalise_intensities(hu[index], manifest)  # (n, C, H, W)
     order = ["NCHW".index(axis) for axis in spec.layout]
     return np.ascontiguousarray(batch.transpose(order).astype(np.float32, copy=False))
 

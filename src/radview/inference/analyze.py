@@ -202,7 +202,8 @@ def analyze_study(
         clinical = clinical_summary(clinical_values, diameters)
     follow_up = run_staging_and_triage(image, result.labels, registry, sessions or SessionCache(),
                                        device=device, models=models, force=force,
-                                       liver_found=findings is not None, cancel=cancel)
+                                       liver_found=findings is not None, progress=progress,
+                                       cancel=cancel)
     warnings.extend(follow_up.warnings)
     return AnalysisResult(image, model, result, findings, clinical, clinical_values,
                           notes=follow_up.notes, staging=follow_up.staging,
@@ -242,13 +243,15 @@ def run_staging_and_triage(
     models: Sequence[str] | None = None,
     force: bool = False,
     liver_found: bool = True,
+    progress: ProgressCallback | None = None,
     cancel: CancelCallback | None = None,
 ) -> FollowUpResults:
     """Run the installed (or requested) staging and triage models after the segmentation.
 
     Staging needs the liver (its slice range comes from ``labels``); triage runs on any axial
-    series. A missing model, a series that is not axial or a missing liver is a note, not an
-    error; a model that fails is a warning and the other still runs.
+    series and reports ``progress(done, total)`` in slices. A missing model, a series that is
+    not axial or a missing liver is a note, not an error; a model that fails is a warning and
+    the other still runs.
     """
     out = FollowUpResults()
     staging_model, note = _model_for(registry, ModelTask.STAGING, models)
@@ -278,7 +281,7 @@ def run_staging_and_triage(
     else:
         try:
             out.triage = triage_slices(image, triage_model, sessions, device=device,
-                                       force=force, cancel=cancel)
+                                       force=force, progress=progress, cancel=cancel)
         except TriageNotApplicable as error:
             out.notes[ModelTask.TRIAGE.value] = str(error)
         except LoadCancelled:

@@ -76,6 +76,7 @@ __all__ = [
     "postprocess_liver",
     "ModelGridImage",
     "to_model_grid",
+    "normalise_intensities",
 ]
 
 ProgressCallback = Callable[[int, int], None]
@@ -472,7 +473,8 @@ def _resample_slabs(array: np.ndarray, source: _Grid, target: _Grid, *, linear: 
     return out
 
 
-def _normalise(values: np.ndarray, manifest: ModelManifest) -> np.ndarray:
+def normalise_intensities(values: np.ndarray, manifest: ModelManifest) -> np.ndarray:
+    """Step 4: the manifest's window clip, then its linear range map or z-score (float32)."""
     norm = manifest.normalization
     out = values
     if norm.window_low is not None and norm.window_high is not None:
@@ -518,7 +520,7 @@ def _infer(
             f"of view ({width * sx:.0f} x {height * sy:.0f} mm); only its centre was segmented")
     half = spec.channels // 2
     offsets = np.arange(spec.channels) - half
-    pad_value = float(_normalise(np.array([fill_hu], np.float32), manifest)[0])
+    pad_value = float(normalise_intensities(np.array([fill_hu], np.float32), manifest)[0])
     axis_order = ["NCHW".index(axis) for axis in spec.layout]
     dtype = np.float16 if spec.dtype == "float16" else np.float32
     labels = np.zeros((depth, rows, columns), np.uint8)
@@ -530,7 +532,8 @@ def _infer(
         stop = min(depth, start + batch_size)
         index = np.clip(np.arange(start, stop)[:, None] + offsets[None, :], 0, depth - 1)
         batch = np.full((stop - start, spec.channels, height, width), pad_value, np.float32)
-        batch[:, :, dst_y, dst_x] = _normalise(image[index][:, :, src_y, src_x], manifest)
+        batch[:, :, dst_y, dst_x] = normalise_intensities(image[index][:, :, src_y, src_x],
+                                                          manifest)
         feed = np.ascontiguousarray(batch.transpose(axis_order).astype(dtype, copy=False))
         result = session.run({spec.name: feed}, [manifest.output.name])
         provider, fallback = result.provider, result.fallback_reason

@@ -20,7 +20,7 @@ import numpy as np
 from radview.core.labelmap import LiverLabel
 from radview.core.volume import Volume
 from radview.inference.manifest import ModelManifest, OutputKind
-from radview.inference.pipeline import UnsupportedModelError, _normalise, to_model_grid
+from radview.inference.pipeline import UnsupportedModelError, normalise_intensities, to_model_grid
 from radview.inference.registry import RegisteredModel, check_modality
 from radview.inference.runtime import SessionCache
 
@@ -83,7 +83,7 @@ def staging_input(volume: Volume, labels: np.ndarray, manifest: ModelManifest,
     picks = liver_slice_picks(grid.labels, spec.sequence_length)
     if picks is None:
         return None
-    sequence = _normalise(grid.hu[picks], manifest)[None, :, None]  # N T C H W
+    sequence = normalise_intensities(grid.hu[picks], manifest)[None, :, None]  # N T C H W
     order = ["NTCHW".index(axis) for axis in spec.layout]
     return np.ascontiguousarray(sequence.transpose(order))
 

@@ -23,7 +23,7 @@ import numpy as np
 from radview.core.errors import LoadCancelled, RadviewError
 from radview.core.volume import Volume
 from radview.inference.manifest import OutputKind
-from radview.inference.pipeline import UnsupportedModelError, _normalise, to_model_grid
+from radview.inference.pipeline import UnsupportedModelError, normalise_intensities, to_model_grid
 from radview.inference.registry import RegisteredModel, check_modality
 from radview.inference.runtime import SessionCache
 from radview.inference.staging import softmax
@@ -94,7 +94,7 @@ def triage_slices(
             raise LoadCancelled("triage cancelled")
         stop = min(depth, start + batch_size)
         index = np.clip(np.arange(start, stop)[:, None] + offsets[None, :], 0, depth - 1)
-        batch = _normalise(image[index], manifest).transpose(order)
+        batch = normalise_intensities(image[index], manifest).transpose(order)
         result = session.run({spec.name: np.ascontiguousarray(batch.astype(dtype))},
                              [manifest.output.name])
         provider, fallback = result.provider, result.fallback_reason

@@ -344,7 +344,8 @@ def _segmenter(volume: Volume, model: RegisteredModel, registry: RegistryResult 
             return result, FollowUpResults()
         follow_up = run_staging_and_triage(volume, result.labels, registry, sessions,
                                            device=device, force=force,
-                                           liver_found=result.has_liver, cancel=cancel)
+                                           liver_found=result.has_liver, progress=progress,
+                                           cancel=cancel)
         return result, follow_up
 
     return run
