@@ -65,6 +65,17 @@ def test_labels_on_the_source_grid_match_the_analytic_truth(sessions, spacing):
     assert dice(labels.voxels == 1, truth == 1) > 0.95
 
 
+def test_label_edges_follow_the_anatomy_between_coarse_model_voxels(sessions):
+    # A 3 mm model grid on a 0.7 mm series: resampling the labels by nearest neighbour put
+    # every edge on the model's 3 mm staircase (liver Dice 0.94, tumour 0.87 here); the class
+    # probabilities resampled linearly put it where they cross, within a source voxel or so.
+    model = registered(spacing=(3.0, 3.0))
+    volume, truth = phantom()
+    labels = segment(volume, model, sessions, device="cpu").labels.voxels
+    assert dice(labels > 0, truth > 0) > 0.955
+    assert dice(labels == 2, truth == 2) > 0.9
+
+
 def test_same_spacing_is_exact_and_a_large_body_is_cropped_with_a_warning(sessions):
     model = registered(spacing=(0.7, 0.7), size=(48, 48))  # 34 mm field of view
     volume, truth = phantom(liver_half_mm=12.0, tumour_radius_mm=5.0)

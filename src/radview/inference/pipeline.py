@@ -27,13 +27,17 @@ Preprocessing (in this order)
    with the normalised window minimum (air); a larger one is centre-cropped with a warning
    (the part outside is left as background).
 
-Inference runs ``batch_size`` slices at a time; each batch's logits are reduced to uint8 labels
-(argmax over classes) at once, so at most one batch of logits is ever held.
+Inference runs ``batch_size`` slices at a time; each batch's logits are reduced at once to
+uint8 probabilities of the foreground classes (softmax unless the manifest says the output
+already is probabilities; 255 = 1), so at most one batch of logits is ever held.
 
 Putting back and post-processing
 --------------------------------
-Un-pad/un-crop, resample the labels to the (cropped) source grid with nearest neighbour,
-place them in the full source grid, then, on the source grid:
+Un-pad/un-crop, resample each foreground class's probability linearly to the (cropped) source
+grid, inside the box where a foreground class can win, and take the most probable class there
+(background's probability is 1 minus the rest). Label edges thus fall where the probabilities
+cross, between model voxels, instead of on the model grid's 2 mm staircase that nearest-
+neighbour label resampling gave. Then, on the source grid:
 
 * **largest component**: the largest 26-connected component of liver + tumour (tumour counts
   as liver for connectivity) is kept; everything else becomes background;
@@ -61,7 +65,7 @@ from scipy import ndimage
 from radview.core.errors import LoadCancelled, RadviewError
 from radview.core.labelmap import LiverLabel
 from radview.core.volume import Rescale, Volume
-from radview.inference.manifest import ModelManifest
+from radview.inference.manifest import ModelManifest, OutputKind
 from radview.inference.registry import RegisteredModel, check_modality
 from radview.inference.runtime import SessionCache
 
@@ -193,18 +197,16 @@ def segment(
     del prepared  # its image would otherwise outlive inference (peak memory)
 
     session = sessions.open(model.onnx_path, device)
-    labels_model, provider, fallback = _infer(
+    foreground, provider, fallback = _infer(
         resampled, manifest, session, fill_hu, batch_size, progress, cancel, warnings)
     del resampled
-    labels_model = lut[labels_model]
 
     labels = np.zeros(volume.shape, np.uint8)
     if model_grid is not source_grid:  # straight into the source grid: no second full copy
-        _resample_slabs(labels_model, model_grid, source_grid, linear=False, fill=0,
-                        dtype=np.uint8, out=labels[crop])
+        _resample_foreground_into(foreground, model_grid, source_grid, lut, labels[crop])
     else:
-        labels[crop] = labels_model
-    del labels_model
+        labels[crop] = lut[labels_from_foreground(foreground)]
+    del foreground
     _postprocess_into(labels[crop], volume.spacing)
     label_volume = volume.with_voxels(labels, rescale=Rescale(unit=""), warnings=(),
                                       display_inverted=False)
@@ -437,6 +439,45 @@ def _prepare(volume: Volume, spacing_mm: tuple[float, ...], window_low: float | 
 RESAMPLE_SLAB = 16
 
 
+def _covering_box(inner: _Grid, outer: _Grid, margin: int = 1
+                  ) -> tuple[slice, slice, slice] | None:
+    """The (z, y, x) index box of ``outer`` that covers ``inner``'s extent with ``margin``
+    voxels to spare (interpolation support), clipped to ``outer``; None when they miss."""
+    depth, rows, columns = inner.shape
+    corners = np.array([[a, b, c] for a in (0, columns - 1) for b in (0, rows - 1)
+                        for c in (0, depth - 1)], float)
+    world = np.asarray(inner.origin) + (corners * np.asarray(inner.spacing, float)) @ \
+        np.asarray(inner.direction, float).T
+    to_index = np.linalg.inv(np.asarray(outer.direction, float) * np.asarray(outer.spacing))
+    index = (world - np.asarray(outer.origin)) @ to_index.T  # i, j, k
+    limits = np.array(outer.shape[::-1]) - 1
+    if np.any(index.max(axis=0) < -margin) or np.any(index.min(axis=0) > limits + margin):
+        return None
+    low = np.clip(np.floor(index.min(axis=0)).astype(int) - margin, 0, limits)
+    high = np.clip(np.ceil(index.max(axis=0)).astype(int) + margin, 0, limits)
+    return tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(low[::-1], high[::-1],
+                                                                strict=True))
+
+
+def _sub_grid(grid: _Grid, box: tuple[slice, slice, slice]) -> _Grid:
+    """The part of ``grid`` inside the (z, y, x) index ``box``."""
+    start = np.array([box[2].start, box[1].start, box[0].start], float)  # i, j, k
+    origin = np.asarray(grid.origin) + np.asarray(grid.direction, float) @ (
+        np.asarray(grid.spacing) * start)
+    return _Grid(tuple(s.stop - s.start for s in box), grid.spacing,
+                 tuple(float(v) for v in origin), grid.direction)
+
+
+def _slabs(source: _Grid, target: _Grid, slab: int):
+    """Per slab of ``slab`` target slices: (target slice range, the slab's grid, the source box
+    it needs or None when it lies outside the source)."""
+    depth, rows, columns = target.shape
+    for start in range(0, depth, slab):
+        stop = min(depth, start + slab)
+        sub_target = _sub_grid(target, (slice(start, stop), slice(0, rows), slice(0, columns)))
+        yield slice(start, stop), sub_target, _covering_box(sub_target, source)
+
+
 def _resample_slabs(array: np.ndarray, source: _Grid, target: _Grid, *, linear: bool,
                     fill: float, dtype, convert=None, slab: int = RESAMPLE_SLAB,
                     out: np.ndarray | None = None) -> np.ndarray:
@@ -444,33 +485,62 @@ def _resample_slabs(array: np.ndarray, source: _Grid, target: _Grid, *, linear: 
     source it needs (one voxel of margin), converted by ``convert`` (default: a plain copy).
     Written into ``out`` (an array or view of the target's shape) when given."""
     out = np.empty(target.shape, dtype) if out is None else out
-    depth, rows, columns = target.shape
-    direction_t = np.asarray(target.direction, float)
-    spacing_t = np.asarray(target.spacing, float)
-    to_index = np.linalg.inv(np.asarray(source.direction, float) * np.asarray(source.spacing))
-    limits = np.array(source.shape[::-1]) - 1  # i, j, k
-    for start in range(0, depth, slab):
-        stop = min(depth, start + slab)
-        origin = np.asarray(target.origin) + direction_t @ (spacing_t * [0.0, 0.0, start])
-        sub_target = _Grid((stop - start, rows, columns), target.spacing,
-                           tuple(float(v) for v in origin), target.direction)
-        corners = np.array([[a, b, c] for a in (0, columns - 1) for b in (0, rows - 1)
-                            for c in (0, stop - start - 1)], float)
-        world = origin + (corners * spacing_t) @ direction_t.T
-        index = (world - np.asarray(source.origin)) @ to_index.T
-        low = np.clip(np.floor(index.min(axis=0)).astype(int) - 1, 0, limits)
-        high = np.clip(np.ceil(index.max(axis=0)).astype(int) + 1, 0, limits)
-        if np.any(index.max(axis=0) < -1) or np.any(index.min(axis=0) > limits + 1):
-            out[start:stop] = fill  # this slab lies outside the source
+    for rows, sub_target, box in _slabs(source, target, slab):
+        if box is None:
+            out[rows] = fill  # this slab lies outside the source
             continue
-        block = array[low[2]:high[2] + 1, low[1]:high[1] + 1, low[0]:high[0] + 1]
+        block = array[box]
         block = convert(block) if convert is not None else np.ascontiguousarray(block)
-        block_origin = np.asarray(source.origin) + np.asarray(source.direction, float) @ (
-            np.asarray(source.spacing) * low)
-        sub_source = _Grid(block.shape, source.spacing, tuple(float(v) for v in block_origin),
-                           source.direction)
-        out[start:stop] = _resample(block, sub_source, sub_target, linear=linear, fill=fill)
+        out[rows] = _resample(block, _sub_grid(source, box), sub_target, linear=linear,
+                              fill=fill)
     return out
+
+
+#: Foreground probabilities are kept as uint8, 255 = 1.
+_PROBABILITY_SCALE = 255
+#: A voxel can only become a foreground class after interpolation where some neighbour's
+#: probability of that class is at least 1/3 (of three classes, the winner has >= 1/3).
+_CAN_WIN = _PROBABILITY_SCALE // 3
+
+
+def labels_from_foreground(foreground: np.ndarray) -> np.ndarray:
+    """Model class per voxel from foreground probabilities (F, ...) on the 0-255 scale: the
+    most probable of background (255 minus their sum) and the F classes; ties go to
+    background, then to the lower class."""
+    background = _PROBABILITY_SCALE - foreground.sum(axis=0, dtype=np.float32)
+    best = foreground.argmax(axis=0)
+    wins = np.take_along_axis(foreground, best[None], axis=0)[0] > background
+    return np.where(wins, best + 1, 0).astype(np.uint8)
+
+
+def _resample_foreground_into(foreground: np.ndarray, model: _Grid, source: _Grid,
+                              lut: np.ndarray, out: np.ndarray) -> None:
+    """Labels on ``source`` (written into ``out``, which is zero) from foreground
+    probabilities on ``model``: each class's probability is resampled linearly and the most
+    probable class taken, so label edges fall between model voxels, where the probabilities
+    cross, rather than on the model's 2 mm staircase. Only the box where a foreground class
+    can win is resampled."""
+    candidates = foreground.max(axis=0) >= _CAN_WIN
+    if not candidates.any():
+        return
+    inner = tuple(slice(max(0, s.start - 1), min(n, s.stop + 1))
+                  for s, n in zip(_box_of(candidates), candidates.shape, strict=True))
+    del candidates
+    region = _covering_box(_sub_grid(model, inner), source, margin=1)
+    if region is None:
+        return
+    foreground = foreground[(slice(None), *inner)]
+    model = _sub_grid(model, inner)
+    target = _sub_grid(source, region)
+    destination = out[region]
+    for rows, sub_target, box in _slabs(model, target, RESAMPLE_SLAB):
+        if box is None:
+            continue
+        sub_model = _sub_grid(model, box)
+        channels = np.stack([
+            _resample(np.ascontiguousarray(channel[box], np.float32), sub_model, sub_target,
+                      linear=True, fill=0.0) for channel in foreground])
+        destination[rows] = lut[labels_from_foreground(channels)]
 
 
 def normalise_intensities(values: np.ndarray, manifest: ModelManifest) -> np.ndarray:
@@ -523,7 +593,7 @@ def _infer(
     pad_value = float(normalise_intensities(np.array([fill_hu], np.float32), manifest)[0])
     axis_order = ["NCHW".index(axis) for axis in spec.layout]
     dtype = np.float16 if spec.dtype == "float16" else np.float32
-    labels = np.zeros((depth, rows, columns), np.uint8)
+    foreground = None  # (classes - 1, depth, rows, columns), once the output shows classes
     provider, fallback = session.provider, session.fallback_reason
     last_report = -math.inf
     for start in range(0, depth, batch_size):
@@ -538,20 +608,37 @@ def _infer(
         result = session.run({spec.name: feed}, [manifest.output.name])
         provider, fallback = result.provider, result.fallback_reason
         logits = np.asarray(result.outputs[manifest.output.name])
-        if logits.ndim != 4 or logits.shape[0] != stop - start or logits.shape[2:] != (height,
-                                                                                       width):
+        if (logits.ndim != 4 or logits.shape[0] != stop - start or logits.shape[1] < 2
+                or logits.shape[2:] != (height, width)):
             raise UnsupportedModelError(
                 f"model {manifest.id}: output {manifest.output.name} has shape "
-                f"{tuple(logits.shape)}, expected (N, classes, {height}, {width})")
-        # argmax per batch: the logits of the whole volume are never held at once
-        labels[start:stop, src_y, src_x] = np.argmax(logits, axis=1).astype(np.uint8)[
-            :, dst_y, dst_x]
+                f"{tuple(logits.shape)}, expected (N, classes >= 2, {height}, {width})")
+        if foreground is None:
+            foreground = np.zeros((logits.shape[1] - 1, depth, rows, columns), np.uint8)
+        # reduced per batch to uint8 probabilities: the logits of the volume are never held
+        foreground[:, start:stop, src_y, src_x] = _foreground_probabilities(
+            logits[:, :, dst_y, dst_x], manifest.output.kind).transpose(1, 0, 2, 3)
         del logits, batch, feed
         now = time.perf_counter()
         if progress is not None and (stop == depth or now - last_report >= PROGRESS_INTERVAL_S):
             progress(stop, depth)
             last_report = now
-    return labels, provider, fallback
+    if foreground is None:  # no slices
+        foreground = np.zeros((1, depth, rows, columns), np.uint8)
+    return foreground, provider, fallback
+
+
+def _foreground_probabilities(scores: np.ndarray, kind: OutputKind) -> np.ndarray:
+    """(N, C, H, W) logits or probabilities -> (N, C - 1, H, W) uint8 probabilities of the
+    classes after the first (background), 255 = 1."""
+    scores = np.asarray(scores, np.float32)
+    if kind is OutputKind.PROBABILITIES:
+        probabilities = scores[:, 1:] / np.maximum(scores.sum(axis=1, keepdims=True), 1e-12)
+    else:
+        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+        probabilities = shifted[:, 1:] / shifted.sum(axis=1, keepdims=True)
+    scaled = probabilities * _PROBABILITY_SCALE + 0.5
+    return np.clip(scaled, 0, _PROBABILITY_SCALE).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------- post-processing
