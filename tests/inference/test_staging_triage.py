@@ -12,7 +12,7 @@ from radview.core.volume import Volume
 from radview.inference.pipeline import UnsupportedModelError, segment, to_model_grid
 from radview.inference.registry import discover_models
 from radview.inference.runtime import SessionCache
-from radview.inference.staging import liver_slice_picks, stage_liver
+from radview.inference.staging import close_alternatives, liver_slice_picks, stage_liver
 from radview.inference.triage import TriageNotApplicable, triage_slices
 from tests.inference.tiny_models import (
     STAGE_NAMES,
@@ -46,6 +46,14 @@ def test_liver_slice_picks_spread_evenly_over_the_liver_inferior_first():
     assert liver_slice_picks(np.zeros((5, 2, 2), bool), 4) is None
     jittered = liver_slice_picks(mask, 6, jitter=np.random.default_rng(1))
     assert jittered.min() >= 5 and jittered.max() <= 20 and np.all(np.diff(jittered) >= 0)
+
+
+def test_stages_within_ten_points_of_the_reported_one_are_close_calls():
+    p = {"Mild": 0.05, "Moderate": 0.41, "Severe": 0.43, "End-stage": 0.11}
+    assert close_alternatives(p) == ("Moderate",)
+    assert close_alternatives(p, "Moderate") == ("Severe",)
+    assert close_alternatives({"Mild": 0.1, "Moderate": 0.7, "Severe": 0.2}) == ()
+    assert close_alternatives({}) == ()
 
 
 def test_staging_gives_probabilities_and_follows_the_image(models):

@@ -176,6 +176,15 @@ def test_staging_probabilities_and_the_predicted_class(sample):
     assert staging.chart is not None and staging.chart.format == "PNG"
     given = _build(sample, staging={"probabilities": [["A", 0.4], ["B", 0.6]], "stage": "A"})
     assert given.staging.predicted == "A"
+    assert staging.close == ()
+    assert given.staging.close == (("B", 0.6),)  # more probable than the reported stage
+
+
+def test_a_near_tie_names_the_close_stage_beside_the_most_probable(sample):
+    content = _build(sample, staging={"probabilities": {"Mild": 0.05, "Moderate": 0.427,
+                                                        "Severe": 0.431, "End-stage": 0.092}})
+    assert content.staging.predicted == "Severe"
+    assert content.staging.close == (("Moderate", 0.427),)
 
 
 @pytest.mark.parametrize("bad", [1.5, -0.1, float("nan"), "high", None])

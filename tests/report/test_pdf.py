@@ -288,6 +288,15 @@ def test_unbroken_long_strings_do_not_break_the_layout(sample):
 
 
 @_external
+def test_a_near_tie_in_staging_is_reported_as_one(sample):
+    content = _content(sample, staging={"probabilities": {"Mild": 0.05, "Moderate": 0.427,
+                                                          "Severe": 0.431, "End-stage": 0.092}})
+    flat = _words(_text(write_report_pdf(content, sample.out / "close.pdf")))
+    assert ("most probable Severe, close to Moderate (42.7 %): the model does not separate "
+            "these stages") in flat
+
+
+@_external
 def test_deidentified_report_shows_no_patient_name_or_id(sample):
     content = _content(sample, deidentified=True,
                        staging={"probabilities": {"A": 0.5, "B": 0.5}})

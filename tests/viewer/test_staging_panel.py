@@ -75,6 +75,17 @@ def test_a_tie_as_displayed_highlights_every_tied_class(panel):
     assert panel.headline.text() == "Most probable: Moderate or Severe (48 % each)"
 
 
+def test_a_close_call_highlights_both_and_says_the_model_does_not_separate_them(panel):
+    panel.show_staging("Severe", {"Mild": 0.05, "Moderate": 0.40, "Severe": 0.46,
+                                  "End-stage": 0.09}, MODEL)
+    assert panel.highlighted() == (DiseaseStage.MODERATE, DiseaseStage.SEVERE)
+    assert panel.headline.text() == ("Most probable: Severe (46 %), close to Moderate (40 %)\n"
+                                     "The model does not separate these stages.")
+    panel.show_staging("Severe", {"Mild": 0.05, "Moderate": 0.34, "Severe": 0.52,
+                                  "End-stage": 0.09}, MODEL)
+    assert panel.highlighted() == (DiseaseStage.SEVERE,)
+
+
 def test_class_names_are_matched_loosely_and_a_disagreeing_stage_is_noted(panel):
     panel.show_staging("severe", {"mild": 0.1, "moderate": 0.6, "SEVERE": 0.2,
                                   "end_stage": 0.1}, MODEL)

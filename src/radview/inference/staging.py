@@ -13,6 +13,7 @@ The result is decision support: the probabilities are shown, not just the top cl
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +25,13 @@ from radview.inference.pipeline import UnsupportedModelError, normalise_intensit
 from radview.inference.registry import RegisteredModel, check_modality
 from radview.inference.runtime import SessionCache
 
-__all__ = ["StagingResult", "liver_slice_picks", "staging_input", "stage_liver", "softmax"]
+__all__ = ["CLOSE_CALL_MARGIN", "StagingResult", "close_alternatives", "liver_slice_picks",
+           "staging_input", "stage_liver", "softmax"]
+
+#: A stage whose probability is within this of the reported one is named beside it ("Severe,
+#: close to Moderate"): calling one of two stages at 43 % and 41 % "the" stage would claim a
+#: separation the model did not make.
+CLOSE_CALL_MARGIN = 0.10
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,19 @@ class StagingResult:
         return {"stage": self.stage,
                 "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()},
                 "model": f"{self.model_id} {self.model_version}"}
+
+
+def close_alternatives(probabilities: Mapping[str, float], reported: str | None = None,
+                       margin: float = CLOSE_CALL_MARGIN) -> tuple[str, ...]:
+    """The stages other than ``reported`` (default: the most probable) whose probability is at
+    least the reported one's minus ``margin``, most probable first."""
+    if not probabilities:
+        return ()
+    if reported is None or reported not in probabilities:
+        reported = max(probabilities, key=lambda name: probabilities[name])
+    floor = probabilities[reported] - margin
+    others = [name for name, p in probabilities.items() if name != reported and p >= floor]
+    return tuple(sorted(others, key=lambda name: -probabilities[name]))
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -44,6 +44,7 @@ from radview.core.lesions import Lesion, LiverFindings
 from radview.core.measurements import Measurement
 from radview.core.volume import ViewPlane, Volume
 from radview.core.windowing import WindowLevel
+from radview.inference.staging import close_alternatives
 from radview.report.figures import (
     KeyImage,
     RenderedImage,
@@ -199,6 +200,8 @@ class StagingSection:
     model: str | None
     chart: RenderedImage | None
     unavailable_reason: str | None
+    #: other stages within CLOSE_CALL_MARGIN of the predicted one, most probable first
+    close: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -536,7 +539,10 @@ def _staging(staging: Mapping[str, Any] | None) -> StagingSection:
     names = [name for name, _p in probabilities]
     chart = probability_chart(names, [p for _name, p in probabilities],
                               highlight=names.index(predicted) if predicted in names else None)
-    return StagingSection(True, predicted, probabilities, _text(staging.get("model")), chart, None)
+    by_name = dict(probabilities)
+    close = tuple((name, by_name[name]) for name in close_alternatives(by_name, predicted))
+    return StagingSection(True, predicted, probabilities, _text(staging.get("model")), chart, None,
+                          close)
 
 
 def _clinical(summary: Mapping[str, Any]) -> ClinicalSection:

@@ -570,8 +570,15 @@ class _Builder:
             out.append(self.rich([("AI staging: ", True),
                                   (staging.unavailable_reason or "not available", False)]))
         else:
-            parts = [("AI staging (model output): most probable ", False),
+            top = max(staging.probabilities, key=lambda pair: pair[1])[0]
+            wording = "most probable " if staging.predicted == top else "reported stage "
+            parts = [(f"AI staging (model output): {wording}", False),
                      (staging.predicted or NOT_GIVEN, True)]
+            if staging.close:
+                # a near tie is reported as one: the model did not separate these stages
+                others = " or ".join(f"{name} ({100 * p:.1f} %)" for name, p in staging.close)
+                parts.append((f", close to {others}: the model does not separate these "
+                              "stages", False))
             if staging.model:
                 parts.append((f"  (model {staging.model})", False))
             out.append(self.rich(parts))

@@ -1,10 +1,12 @@
 """The staging panel: the CNN-LSTM's chronic liver disease stage as class probabilities.
 
 One horizontal bar per class, in the fixed order Mild, Moderate, Severe, End-stage, each with
-its percentage; the most probable class is highlighted (all of them on a tie), and the panel
-names the model that produced them. The wording never claims more than the numbers: there is
-no "diagnosis" and no single stage without its probability, percentages that round to 0 or 100
-are shown as "<1 %" / ">99 %", and a note says the model was trained on synthetic data.
+its percentage; the most probable class is highlighted, with any stage within ten points of it
+(a close call named in the headline; :data:`radview.inference.staging.CLOSE_CALL_MARGIN`), and
+the panel names the model that produced them. The wording never claims more than the numbers:
+there is no "diagnosis" and no single stage without its probability, percentages that round to
+0 or 100 are shown as "<1 %" / ">99 %", and a note says the model was trained on synthetic
+data.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from enum import Enum
 from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QPainter
 from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+from radview.inference.staging import close_alternatives
 
 __all__ = ["DiseaseStage", "StagingPanel", "STAGING_NOTE", "format_probability"]
 
@@ -148,8 +152,10 @@ class StagingPanel(QWidget):
             return
         shown = {stage_: format_probability(p) for stage_, p in by_stage.items()}
         best = max(DiseaseStage, key=lambda s: by_stage[s])
-        # A tie as displayed is a tie: highlighting one of them would claim more than we know.
-        top = tuple(s for s in DiseaseStage if shown[s] == shown[best])
+        # A near tie is a tie: highlighting one of them would claim more than the model knows.
+        close = {DiseaseStage.from_name(name) for name in close_alternatives(
+            {s.value: by_stage[s] for s in DiseaseStage}, best.value)}
+        top = tuple(s for s in DiseaseStage if s == best or s in close)
         for stage_ in DiseaseStage:
             highlighted = stage_ in top
             self.bars[stage_].set(by_stage[stage_], highlighted)
@@ -160,9 +166,13 @@ class StagingPanel(QWidget):
                 font.setBold(highlighted)
                 label.setFont(font)
         self._highlighted = top
-        names = " or ".join(s.value for s in top)
-        each = " each" if len(top) > 1 else ""
-        headline = f"Most probable: {names} ({shown[top[0]]}{each})"
+        if all(shown[s] == shown[best] for s in top):
+            each = " each" if len(top) > 1 else ""
+            headline = f"Most probable: {' or '.join(s.value for s in top)} ({shown[best]}{each})"
+        else:
+            others = " or ".join(f"{s.value} ({shown[s]})" for s in top if s != best)
+            headline = (f"Most probable: {best.value} ({shown[best]}), close to {others}\n"
+                        "The model does not separate these stages.")
         reported = DiseaseStage.from_name(stage)
         if reported is None or reported not in top:
             headline += f"\nThe model reported {stage!r}, which is not its most probable class."
