@@ -13,7 +13,9 @@ Per model task:
 
 * segmentation: liver Dice (liver + tumour against liver + tumour, as LiTS scores it), tumour
   Dice (cases with truth tumour), IoU, pixel accuracy, mean IoU over classes, and lesion
-  detection (sensitivity for truth lesions >= 10 mm, false positives per scan);
+  detection (sensitivity for truth lesions >= 10 mm, also split by contrast: lesions whose
+  contrast to the liver around them is below the liver's own voxel spread, CNR < 1, and the
+  rest; false positives per scan);
 * staging: accuracy, macro-F1 and the confusion matrix (the liver range from the truth labels,
   so the stage is measured on its own);
 * triage: AUC of P(tumour) per slice against "the truth tumour cross-section on the slice is at
@@ -90,7 +92,8 @@ def _segmentation_row(model: RegisteredModel, image, labels, sessions) -> dict:
     if (truth == 2).any():
         row["tumor_dice"] = dice(predicted == 2, truth == 2)
         row["tumor_iou"] = iou(predicted == 2, truth == 2)
-    row.update(detect_lesions(predicted == 2, truth == 2, image.spacing))
+    row.update(detect_lesions(predicted == 2, truth == 2, image.spacing,
+                              hu=np.asarray(image.voxels), liver=truth == 1))
     return row
 
 
@@ -163,6 +166,14 @@ def _summarise(task: ModelTask, rows: list[dict]) -> dict:
                 "false_positives_per_scan": float(np.mean(fps)),
                 "false_positives_ci95": list(bootstrap_ci(fps)),
             }
+            if "low_contrast_lesions" in rows[0]:
+                low = sum(r["low_contrast_lesions"] for r in rows)
+                low_found = sum(r["low_contrast_detected"] for r in rows)
+                out["detection"].update(
+                    low_contrast_lesions=low, low_contrast_detected=low_found,
+                    sensitivity_low_contrast=low_found / low if low else None,
+                    sensitivity_other=((found - low_found) / (counted - low)
+                                       if counted > low else None))
         return {k: v for k, v in out.items() if v is not None}
     if task is ModelTask.TRIAGE:
         targets = np.concatenate([r["targets"] for r in rows]).astype(bool)

@@ -9,7 +9,11 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = ["dice", "iou", "pixel_accuracy", "binary_auc", "macro_f1", "confusion_matrix",
-           "bootstrap_ci", "detect_lesions"]
+           "bootstrap_ci", "detect_lesions", "lesion_contrast_to_noise", "LOW_CONTRAST_CNR"]
+
+#: A lesion whose contrast to the surrounding liver is below the liver's own voxel-to-voxel
+#: spread (texture + noise) is "low contrast" in the detection breakdown.
+LOW_CONTRAST_CNR = 1.0
 
 
 def dice(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -92,19 +96,42 @@ def bootstrap_ci(values: Sequence, statistic: Callable[[Sequence], float] = np.m
     return float(low), float(high)
 
 
+def lesion_contrast_to_noise(hu: np.ndarray, lesion: np.ndarray, liver: np.ndarray
+                             ) -> float | None:
+    """How far a lesion stands out of the liver around it, voxel by voxel: |mean HU of the
+    lesion's interior (eroded by one voxel when that leaves any) - mean HU of the liver in a
+    shell 2-4 voxels outside it| / the HU standard deviation in that shell (texture + noise).
+    None when the shell holds fewer than 20 liver voxels. Arrays are the lesion's box with a
+    margin of at least 4 voxels."""
+    inner = ndimage.binary_erosion(lesion)
+    if not inner.any():
+        inner = lesion
+    shell = (ndimage.binary_dilation(lesion, iterations=4)
+             & ~ndimage.binary_dilation(lesion, iterations=1) & liver)
+    if int(shell.sum()) < 20:
+        return None
+    around = hu[shell].astype(np.float64)
+    spread = float(around.std())
+    return abs(float(hu[inner].mean()) - float(around.mean())) / max(spread, 1e-6)
+
+
 def detect_lesions(predicted: np.ndarray, truth: np.ndarray, spacing_xyz: Sequence[float],
-                   min_diameter_mm: float = 10.0) -> dict[str, int]:
+                   min_diameter_mm: float = 10.0, *, hu: np.ndarray | None = None,
+                   liver: np.ndarray | None = None) -> dict[str, int]:
     """Lesion-level detection on one scan (26-connected components of the tumour masks).
 
     A truth lesion counts (``truth_lesions``) when its largest extent along any axis is at
     least ``min_diameter_mm``; it is detected when any predicted tumour voxel lies in it. A
     predicted component touching no truth tumour voxel (of any size) is a false positive.
+    With the image ``hu`` and the truth ``liver`` mask, counted lesions whose
+    :func:`lesion_contrast_to_noise` is below :data:`LOW_CONTRAST_CNR` are also counted
+    (``low_contrast_lesions``, ``low_contrast_detected``).
     """
     structure = np.ones((3, 3, 3), bool)
     truth_components, truth_count = ndimage.label(truth, structure)
     predicted_components, predicted_count = ndimage.label(predicted, structure)
     sz, sy, sx = spacing_xyz[2], spacing_xyz[1], spacing_xyz[0]
-    counted = detected = 0
+    counted = detected = low_counted = low_detected = 0
     for index, box in enumerate(ndimage.find_objects(truth_components), start=1):
         if box is None:
             continue
@@ -113,11 +140,21 @@ def detect_lesions(predicted: np.ndarray, truth: np.ndarray, spacing_xyz: Sequen
         if extent < min_diameter_mm:
             continue
         counted += 1
-        if predicted[box][truth_components[box] == index].any():
-            detected += 1
+        found = bool(predicted[box][truth_components[box] == index].any())
+        detected += found
+        if hu is not None and liver is not None:
+            around = tuple(slice(max(0, s.start - 5), s.stop + 5) for s in box)
+            cnr = lesion_contrast_to_noise(hu[around], truth_components[around] == index,
+                                           liver[around])
+            if cnr is not None and cnr < LOW_CONTRAST_CNR:
+                low_counted += 1
+                low_detected += found
     false_positives = 0
     for index, box in enumerate(ndimage.find_objects(predicted_components), start=1):
         if box is not None and not truth[box][predicted_components[box] == index].any():
             false_positives += 1
-    return {"truth_lesions": counted, "detected": detected, "false_positives": false_positives,
-            "predicted_lesions": int(predicted_count), "all_truth_lesions": int(truth_count)}
+    out = {"truth_lesions": counted, "detected": detected, "false_positives": false_positives,
+           "predicted_lesions": int(predicted_count), "all_truth_lesions": int(truth_count)}
+    if hu is not None and liver is not None:
+        out.update(low_contrast_lesions=low_counted, low_contrast_detected=low_detected)
+    return out

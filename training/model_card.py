@@ -67,6 +67,17 @@ def _metrics_table(result: dict) -> list[str]:
             lines.append(f"| Lesion detection sensitivity, lesions >= 10 mm | "
                          f"{detection['sensitivity']:.3f} ({detection['detected']} of "
                          f"{detection['lesions_10mm']}; 95% CI {low:.3f}-{high:.3f}) |")
+            if detection.get("low_contrast_lesions"):
+                low = _fmt(detection["sensitivity_low_contrast"])
+                lines.append(
+                    f"| ... of them low-contrast (CNR < 1: contrast to the liver around them "
+                    f"below the liver's voxel spread) | {low} "
+                    f"({detection['low_contrast_detected']} of "
+                    f"{detection['low_contrast_lesions']}) |")
+                lines.append(f"| ... of them the others (CNR >= 1) | "
+                             f"{_fmt(detection.get('sensitivity_other'))} "
+                             f"({detection['detected'] - detection['low_contrast_detected']} of "
+                             f"{detection['lesions_10mm'] - detection['low_contrast_lesions']}) |")
             lines.append(f"| False-positive lesions per scan | "
                          f"{detection['false_positives_per_scan']:.2f} (95% CI "
                          f"{flow:.2f}-{fhigh:.2f}) |")
