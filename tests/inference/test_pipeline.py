@@ -10,7 +10,12 @@ pytest.importorskip("onnx")
 
 from radview.core.errors import LoadCancelled
 from radview.core.volume import Volume
-from radview.inference.pipeline import TUMOUR_MIN_VOLUME_MM3, postprocess_liver, segment
+from radview.inference.pipeline import (
+    TUMOUR_MIN_VOLUME_MM3,
+    labels_from_foreground,
+    postprocess_liver,
+    segment,
+)
 from radview.inference.registry import (
     ModalityMismatchError,
     default_user_dir,
@@ -76,6 +81,12 @@ def test_label_edges_follow_the_anatomy_between_coarse_model_voxels(sessions):
     assert dice(labels == 2, truth == 2) > 0.9
 
 
+def test_the_most_probable_class_wins_and_ties_go_to_background():
+    # columns: (liver, tumour) probabilities on the 0-255 scale; background is the rest
+    foreground = np.array([[102, 25, 30, 85], [115, 128, 60, 85]], np.uint8)
+    np.testing.assert_array_equal(labels_from_foreground(foreground), [2, 2, 0, 0])
+
+
 def test_same_spacing_is_exact_and_a_large_body_is_cropped_with_a_warning(sessions):
     model = registered(spacing=(0.7, 0.7), size=(48, 48))  # 34 mm field of view
     volume, truth = phantom(liver_half_mm=12.0, tumour_radius_mm=5.0)
@@ -87,7 +98,7 @@ def test_same_spacing_is_exact_and_a_large_body_is_cropped_with_a_warning(sessio
 def test_a_volume_smaller_than_the_model_input_is_padded(sessions):
     model = registered(spacing=(1.0, 1.0), size=(64, 64))
     volume, truth = phantom(shape=(10, 30, 26), spacing=(1.0, 1.0, 2.5), liver_half_mm=8.0,
-                            tumour_radius_mm=3.0)
+                            tumour_radius_mm=3.6)  # 195 mm^3: above the speck threshold
     result = segment(volume, model, sessions, device="cpu")
     np.testing.assert_array_equal(result.labels.voxels, truth)
     assert result.warnings == ()
@@ -172,11 +183,11 @@ def test_tumour_specks_below_the_minimum_volume_become_liver():
     labels = np.zeros((5, 40, 40), np.uint8)
     labels[:, 5:35, 5:35] = 1
     labels[2, 10:12, 10:12] = 2  # 4 voxels x 1.225 mm^3 = 4.9 mm^3: a speck
-    labels[1:4, 20:26, 20:26] = 2  # 108 voxels = 132 mm^3 (a 6.3 mm sphere's volume): kept
+    labels[1:4, 18:26, 18:26] = 2  # 192 voxels = 235 mm^3 (a 7.7 mm sphere's volume): kept
     out = postprocess_liver(labels, (0.7, 0.7, 2.5))
     assert TUMOUR_MIN_VOLUME_MM3 > 4.9
     assert np.all(out[2, 10:12, 10:12] == 1)
-    assert np.all(out[1:4, 20:26, 20:26] == 2)
+    assert np.all(out[1:4, 18:26, 18:26] == 2)
     kept = postprocess_liver(labels, (0.7, 0.7, 2.5), min_tumour_mm3=0)
     assert np.all(kept[2, 10:12, 10:12] == 2)
 
