@@ -19,7 +19,8 @@ Per model task:
 * staging: accuracy, macro-F1 and the confusion matrix (the liver range from the truth labels,
   so the stage is measured on its own);
 * triage: AUC of P(tumour) per slice against "the truth tumour cross-section on the slice is at
-  least 20 mm^2", sensitivity and specificity at 0.5.
+  least 20 mm^2" (over all slices, and over the slices through the truth liver only),
+  sensitivity and specificity at 0.5.
 
 Every mean comes with a 95 % bootstrap confidence interval over cases.
 """
@@ -102,7 +103,9 @@ def _triage_row(model, image, labels, sessions) -> dict:
     truth = np.asarray(labels.voxels) == 2
     pixel_mm2 = image.spacing[0] * image.spacing[1]
     targets = truth.reshape(truth.shape[0], -1).sum(axis=1) * pixel_mm2 >= TRIAGE_MIN_TUMOUR_MM2
+    liver = (np.asarray(labels.voxels) > 0).reshape(truth.shape[0], -1).any(axis=1)
     return {"targets": targets.tolist(), "scores": result.probabilities.tolist(),
+            "liver_slices": liver.tolist(),
             "ms_per_slice": 1000 * result.seconds / max(1, len(targets))}
 
 
@@ -121,6 +124,8 @@ def evaluate(data: Path, model: RegisteredModel, log=print) -> dict:
         try:
             if task is ModelTask.SEGMENTATION:
                 row = _segmentation_row(model, image, labels, sessions)
+                if name in stages:  # for the false positives by liver disease stage
+                    row["stage"] = stages[name]
             elif task is ModelTask.TRIAGE:
                 row = _triage_row(model, image, labels, sessions)
             else:
@@ -166,6 +171,11 @@ def _summarise(task: ModelTask, rows: list[dict]) -> dict:
                 "false_positives_per_scan": float(np.mean(fps)),
                 "false_positives_ci95": list(bootstrap_ci(fps)),
             }
+            by_stage = {stage: [r["false_positives"] for r in rows if r.get("stage") == stage]
+                        for stage in STAGES}
+            if any(by_stage.values()):
+                out["detection"]["false_positives_per_scan_by_stage"] = {
+                    stage: float(np.mean(v)) for stage, v in by_stage.items() if v}
             if "low_contrast_lesions" in rows[0]:
                 low = sum(r["low_contrast_lesions"] for r in rows)
                 low_found = sum(r["low_contrast_detected"] for r in rows)
@@ -183,8 +193,11 @@ def _summarise(task: ModelTask, rows: list[dict]) -> dict:
             s = np.concatenate([r["scores"] for r in sample])
             return binary_auc(t, s)
         predicted = scores >= 0.5
+        # the harder question: among slices through the liver, is the tumour found?
+        liver = np.concatenate([r["liver_slices"] for r in rows]).astype(bool)
         return {"auc": binary_auc(targets, scores), "auc_ci95": list(bootstrap_ci(rows, auc_of,
                                                                                   samples=500)),
+                "auc_liver_slices": binary_auc(targets[liver], scores[liver]),
                 "sensitivity_at_0.5": float(predicted[targets].mean()) if targets.any() else None,
                 "specificity_at_0.5": float((~predicted[~targets]).mean()),
                 "slices": int(targets.size), "positive_slices": int(targets.sum()),
