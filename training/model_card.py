@@ -201,12 +201,12 @@ def write_model_card(path: Path, model_id: str, result: dict, summary: dict, exp
         "",
     ]
     if model_id == "liver-tumor-seg" and postprocess_table:
-        lines += ["## Post-processing thresholds (validation phantoms)",
-                  "A voxel is tumour only where the tumour probability reaches a minimum; tumour "
-                  "components below a volume become liver. Every pair of candidates on the same "
-                  "40 validation scans (`python -m training.tune_postprocess`), and the pair its "
-                  "rule chose (fewest false positives losing at most 0.02 sensitivity and no "
-                  "tumour Dice):", "", "```", postprocess_table.strip(), "```", ""]
+        lines += ["## Post-processing threshold (validation phantoms)",
+                  "Tumour components below a volume become liver. Each candidate applied to the "
+                  "same 40 validation segmentations (`python -m training.tune_postprocess`), "
+                  "and the one its rule chose (the fewest false positives losing at most 0.02 "
+                  "sensitivity and no tumour Dice):", "", "```", postprocess_table.strip(),
+                  "```", ""]
     if quantization is not None:
         lines += ["## INT8 (static quantisation, `python -m training.quantize`)",
                   f"QDQ, per-channel, calibrated on {quantization['calibration']['slices']} "

@@ -49,12 +49,17 @@ class SliceSampler:
                 if (per_slice[k] > 0).any():
                     self.slices["liver"].append((c, k))
 
-    def draw(self, rng: np.random.Generator, count: int, balance_triage: bool = False
-             ) -> list[tuple[int, int]]:
+    def draw(self, rng: np.random.Generator, count: int, balance_triage: bool = False,
+             hard_negative_share: float = 0.0) -> list[tuple[int, int]]:
+        """``balance_triage``: half the draws from tumour slices, ``hard_negative_share`` from
+        liver slices (mostly tumour-free liver: the negatives triage finds hard), the rest
+        from anywhere."""
         picks = []
         for _ in range(count):
             if balance_triage:
-                pool = "tumour" if rng.random() < 0.5 else "any"
+                u = rng.random()
+                pool = ("tumour" if u < 0.5 else
+                        "liver" if u < 0.5 + hard_negative_share else "any")
             else:
                 u = rng.random()
                 pool = ("tumour" if u < self.shares[0] else
@@ -65,11 +70,12 @@ class SliceSampler:
         return picks
 
     def batch(self, rng: np.random.Generator, count: int, crop: int | None = None,
-              balance_triage: bool = False) -> tuple[np.ndarray, np.ndarray]:
+              balance_triage: bool = False, hard_negative_share: float = 0.0
+              ) -> tuple[np.ndarray, np.ndarray]:
         """(HU (B, C, h, w) float32, labels (B, h, w) uint8); ``crop`` cuts a random square
         that holds the liver's centre when the slice has liver."""
         images, labels = [], []
-        for c, k in self.draw(rng, count, balance_triage):
+        for c, k in self.draw(rng, count, balance_triage, hard_negative_share):
             case = self.cases[c]
             image = neighbours(case.slice_hu, k, self.channels)
             label = case.slice_labels[k]

@@ -54,6 +54,7 @@ class TrainConfig:
     dice_weight: float = 1.0
     tumour_class_weight: float = 2.0
     augment_strength: float = 1.0
+    hard_negative_share: float = 0.0  # triage: share of draws from liver slices
     seed: int = 0
     checkpoint_every: int = 100
     validate_every: int = 500
@@ -111,7 +112,8 @@ def _segmentation_loss(logits: torch.Tensor, target: torch.Tensor,
 
 def _triage_batch(sampler: SliceSampler, config: TrainConfig, rng: np.random.Generator
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    hu, labels = sampler.batch(rng, config.batch, balance_triage=True)
+    hu, labels = sampler.batch(rng, config.batch, balance_triage=True,
+                                hard_negative_share=config.hard_negative_share)
     x = torch.from_numpy(augment.intensity_hu(hu, rng, config.augment_strength))
     y = torch.from_numpy(triage_targets(labels[:, None]).reshape(-1))
     x, _ = augment.spatial(x, None, rng)
