@@ -31,7 +31,7 @@ from training.train import MODEL_IDS, TrainConfig, train_model
 
 __all__ = ["FULL_PLAN", "SMOKE_PLAN", "main"]
 
-# model -> (settings, wall-clock budget in seconds). The budgets add up to about 78 minutes of
+# model -> (settings, wall-clock budget in seconds). The budgets add up to about 96 minutes of
 # training on a 2-core machine; see training/README.md for the measured total.
 FULL_PLAN: dict[str, tuple[dict, float]] = {
     "liver-tumor-seg": ({"steps": 4500, "crop": 160, "validate_every": 1500,
