@@ -124,7 +124,7 @@ def evaluate(data: Path, model: RegisteredModel, log=print) -> dict:
         try:
             if task is ModelTask.SEGMENTATION:
                 row = _segmentation_row(model, image, labels, sessions)
-                if name in stages:  # for the false positives by liver disease stage
+                if name in stages:  # for the breakdowns by liver disease stage
                     row["stage"] = stages[name]
             elif task is ModelTask.TRIAGE:
                 row = _triage_row(model, image, labels, sessions)
@@ -155,6 +155,10 @@ def _summarise(task: ModelTask, rows: list[dict]) -> dict:
         out = {key: _summary(rows, key) for key in
                ("liver_dice", "liver_iou", "tumor_dice", "tumor_iou", "pixel_accuracy",
                 "mean_iou", "seconds")}
+        liver_by_stage = {stage: float(np.mean(values)) for stage in STAGES
+                          if (values := [r["liver_dice"] for r in rows if r.get("stage") == stage])}
+        if liver_by_stage:
+            out["liver_dice_by_stage"] = liver_by_stage
         if "truth_lesions" in rows[0]:
             counted = sum(r["truth_lesions"] for r in rows)
             found = sum(r["detected"] for r in rows)

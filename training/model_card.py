@@ -44,6 +44,15 @@ MODEL_LIMITS = {
         "False-positive lesions concentrate in heterogeneous, nodular livers (the Severe and "
         "End-stage phantoms): see the false positives by stage. Read every reported lesion "
         "in a cirrhotic liver as a candidate, not a finding.",
+        "Shrunken End-stage livers surrounded by ascites are over-segmented: the liver label "
+        "spreads into the ascites around it (on the worst held-out scans, non-contrast, about "
+        "half as much ascites as liver is labelled liver), so liver Dice is lowest there (see "
+        "Dice by stage) and the liver volume is overestimated. Check the outline before using "
+        "the volume of a cirrhotic liver with ascites.",
+    ],
+    "liver-seg-deeplab": [
+        "Shrunken End-stage livers surrounded by ascites are over-segmented into the ascites, "
+        "as with the U-Net (see Dice by stage): check the outline before using the volume.",
     ],
     "slice-triage": [
         "Tumour-free slices through the liver are the hard negatives: the AUC among slices "
@@ -79,6 +88,10 @@ def _metrics_table(result: dict) -> list[str]:
                            ("seconds", "Seconds per scan (app pipeline, CPU)")):
             if key in summary:
                 lines.append(f"| {label} | {_fmt(summary[key])} |")
+        if summary.get("liver_dice_by_stage"):
+            lines.append("| Liver Dice by liver disease stage of the scan | " + ", ".join(
+                f"{stage} {value:.3f}" for stage, value in summary["liver_dice_by_stage"].items())
+                + " |")
         detection = summary.get("detection")
         if detection and detection["sensitivity"] is None:
             lines.append("| Lesion detection sensitivity, lesions >= 10 mm | n/a (no such "
