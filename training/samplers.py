@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from radview.inference.staging import liver_slice_picks
-from training.data import SEQUENCE_LENGTH, CachedCase
+from training.data import SEQUENCE_LENGTH, STAGES, CachedCase
 
 __all__ = ["TRIAGE_MIN_TUMOUR_PIXELS", "SliceSampler", "SequenceSampler", "triage_targets"]
 
@@ -39,7 +39,9 @@ class SliceSampler:
         self.cases = cases
         self.channels = channels
         self.shares = shares
-        self.slices: dict[str, list[tuple[int, int]]] = {"tumour": [], "liver": [], "any": []}
+        self.slices: dict[str, list[tuple[int, int]]] = {
+            "tumour": [], "liver": [], "any": [], "end_stage_liver": []}
+        end_stage = STAGES.index("End-stage")
         for c, case in enumerate(cases):
             per_slice = case.slice_labels.reshape(case.slice_labels.shape[0], -1)
             for k in range(per_slice.shape[0]):
@@ -48,15 +50,22 @@ class SliceSampler:
                     self.slices["tumour"].append((c, k))
                 if (per_slice[k] > 0).any():
                     self.slices["liver"].append((c, k))
+                    if case.stage == end_stage:
+                        self.slices["end_stage_liver"].append((c, k))
 
     def draw(self, rng: np.random.Generator, count: int, balance_triage: bool = False,
-             hard_negative_share: float = 0.0) -> list[tuple[int, int]]:
+             hard_negative_share: float = 0.0, end_stage_share: float = 0.0
+             ) -> list[tuple[int, int]]:
         """``balance_triage``: half the draws from tumour slices, ``hard_negative_share`` from
         liver slices (mostly tumour-free liver: the negatives triage finds hard), the rest
-        from anywhere."""
+        from anywhere. Otherwise ``end_stage_share`` of the draws come from liver slices of
+        End-stage cases (the shrunken liver's edge against ascites), the rest by ``shares``."""
         picks = []
         for _ in range(count):
-            if balance_triage:
+            # no extra draw at share 0: runs planned without it keep their batches
+            if end_stage_share > 0 and not balance_triage and rng.random() < end_stage_share:
+                pool = "end_stage_liver"
+            elif balance_triage:
                 u = rng.random()
                 pool = ("tumour" if u < 0.5 else
                         "liver" if u < 0.5 + hard_negative_share else "any")
@@ -70,12 +79,13 @@ class SliceSampler:
         return picks
 
     def batch(self, rng: np.random.Generator, count: int, crop: int | None = None,
-              balance_triage: bool = False, hard_negative_share: float = 0.0
-              ) -> tuple[np.ndarray, np.ndarray]:
+              balance_triage: bool = False, hard_negative_share: float = 0.0,
+              end_stage_share: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """(HU (B, C, h, w) float32, labels (B, h, w) uint8); ``crop`` cuts a random square
         that holds the liver's centre when the slice has liver."""
         images, labels = [], []
-        for c, k in self.draw(rng, count, balance_triage, hard_negative_share):
+        for c, k in self.draw(rng, count, balance_triage, hard_negative_share,
+                               end_stage_share):
             case = self.cases[c]
             image = neighbours(case.slice_hu, k, self.channels)
             label = case.slice_labels[k]

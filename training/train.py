@@ -55,6 +55,7 @@ class TrainConfig:
     tumour_class_weight: float = 2.0
     augment_strength: float = 1.0
     hard_negative_share: float = 0.0  # triage: share of draws from liver slices
+    end_stage_share: float = 0.0  # segmentation: share of draws from End-stage liver slices
     seed: int = 0
     checkpoint_every: int = 100
     validate_every: int = 500
@@ -85,7 +86,8 @@ def build_network(config: TrainConfig) -> nn.Module:
 # ---------------------------------------------------------------------------- batches and losses
 def _segmentation_batch(sampler: SliceSampler, config: TrainConfig, rng: np.random.Generator,
                         liver_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    hu, labels = sampler.batch(rng, config.batch, crop=config.crop)
+    hu, labels = sampler.batch(rng, config.batch, crop=config.crop,
+                               end_stage_share=config.end_stage_share)
     x = torch.from_numpy(augment.intensity_hu(hu, rng, config.augment_strength))
     y = torch.from_numpy(labels.astype(np.int64))
     if liver_only:

@@ -1,0 +1,42 @@
+"""Which slices the training batches draw from."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training.data import STAGES, CachedCase
+from training.samplers import SliceSampler
+
+
+def _case(name: str, stage: str, liver_slices: range, tumour_slices: range = range(0)):
+    labels = np.zeros((10, 8, 8), np.uint8)
+    for k in liver_slices:
+        labels[k, 2:6, 2:6] = 1
+    for k in tumour_slices:
+        labels[k, 3:5, 3:5] = 2
+    return CachedCase(name, np.zeros((10, 8, 8), np.int16), labels,
+                      np.zeros((10, 4, 4), np.int16), labels[:, ::2, ::2], STAGES.index(stage))
+
+
+CASES = [_case("mild", "Mild", range(2, 8), range(4, 6)), _case("end", "End-stage", range(3, 6))]
+
+
+def test_end_stage_share_draws_end_stage_liver_slices():
+    sampler = SliceSampler(CASES, channels=3)
+    picks = sampler.draw(np.random.default_rng(0), 200, end_stage_share=1.0)
+    assert set(picks) == {(1, 3), (1, 4), (1, 5)}
+    mixed = sampler.draw(np.random.default_rng(0), 400, end_stage_share=0.25)
+    share = np.mean([c == 1 and k in (3, 4, 5) for c, k in mixed])
+    assert 0.25 < share < 0.5  # a quarter on purpose, plus the end-stage liver drawn otherwise
+
+
+def test_without_the_share_the_draws_are_those_of_earlier_runs():
+    # a run planned before end_stage_share existed must resume onto the same batches
+    sampler = SliceSampler(CASES, channels=3)
+    rng = np.random.default_rng(7)
+    expected = []
+    for _ in range(50):  # the original rule: one uniform for the pool, one integer for the slice
+        u = rng.random()
+        pool = "tumour" if u < 0.4 else "liver" if u < 0.8 else "any"
+        expected.append(sampler.slices[pool][int(rng.integers(len(sampler.slices[pool])))])
+    assert sampler.draw(np.random.default_rng(7), 50) == expected
