@@ -8,9 +8,10 @@ Steps, each skipped when its output exists (so an interrupted run resumes):
 2. ``search``: random + Bayesian hyperparameter search for the U-Net (training.hpsearch);
 3. ``train``: the four models with their budgets (training.train; checkpoints resume);
 4. ``export``: ONNX (opset 17) + model.toml into ``models-out``, with the parity check;
-5. ``evaluate``: held-out test metrics through the app's own pipelines (training.evaluate),
-   written into each model.toml and MODEL_CARD.md (``cards`` rewrites those two from the
-   saved evaluations, e.g. after editing the real-CT notes).
+5. ``evaluate``: the tumour speck-threshold table on the validation phantoms
+   (training.tune_postprocess), then held-out test metrics through the app's own pipelines
+   (training.evaluate), written into each model.toml and MODEL_CARD.md (``cards`` rewrites
+   those two from the saved evaluations, e.g. after editing the real-CT notes).
 
 ``--smoke`` does all of it on a handful of tiny cases for a few steps (CI), into a scratch
 folder, so nothing shipped is touched.

@@ -120,6 +120,8 @@ def evaluate_all(cache: Path, work: Path, models_out: Path, search_result: dict,
     from training.evaluate import evaluate, find_model
 
     heldout = write_heldout_msd(work / "heldout_msd", 2 if smoke else None, log=log)
+    if (models_out / "liver-tumor-seg" / "model.toml").exists():
+        _tune_postprocess(work, models_out, smoke, log)
     results = {}
     for model_id in MODEL_IDS:
         folder = models_out / model_id
@@ -136,6 +138,21 @@ def evaluate_all(cache: Path, work: Path, models_out: Path, search_result: dict,
         results[model_id] = result["summary"]
         log(f"evaluate {model_id}: {json.dumps(metrics)} ({time.perf_counter() - started:.0f} s)")
     return results
+
+
+def _tune_postprocess(work: Path, models_out: Path, smoke: bool, log) -> None:
+    """The speck-threshold table on the validation phantoms, for the U-Net's card; a log line
+    when its rule would choose another value than the pipeline's constant (set by hand)."""
+    from training.evaluate import find_model
+    from training.tune_postprocess import table_text, tune
+
+    started = time.perf_counter()
+    validation = write_heldout_msd(work / "val_msd", 1 if smoke else None, log=log, split="val")
+    text = table_text(tune(validation, find_model("liver-tumor-seg", models_out), log=log))
+    (work / "tune_postprocess.txt").write_text(text)
+    for line in text.splitlines()[-2:]:
+        if line.startswith(("chosen", "note")):
+            log(f"tune_postprocess {line} ({time.perf_counter() - started:.0f} s)")
 
 
 def write_card(work: Path, models_out: Path, model_id: str, search_result: dict) -> dict:

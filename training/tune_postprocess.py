@@ -33,11 +33,11 @@ CANDIDATES_MM3 = (0.0, 30.0, 65.0, 100.0, 150.0, 250.0)
 MAX_SENSITIVITY_LOSS = 0.02
 
 
-def _segment_all(data: Path, model, sessions: SessionCache) -> list[tuple]:
+def _segment_all(data: Path, model, sessions: SessionCache, log=print) -> list[tuple]:
     outputs = []
     for name, image, labels, problem in iter_msd_pairs(data):
         if problem:
-            print(f"skipped {name}: {problem}")
+            log(f"skipped {name}: {problem}")
             continue
         result = pipeline.segment(image, model, sessions, device="cpu", force=True)
         outputs.append((result.labels.voxels, np.asarray(labels.voxels), image.spacing))
@@ -57,16 +57,45 @@ def _score(outputs: list[tuple], min_volume_mm3: float) -> dict:
         if (truth == 2).any():
             dices.append(dice(out == 2, truth == 2))
     return {"sensitivity_10mm": detected / max(1, counted),
-            "false_positives_per_scan": fps / len(outputs), "tumour_dice": float(np.mean(dices))}
+            "false_positives_per_scan": fps / len(outputs),
+            "tumour_dice": float(np.mean(dices)) if dices else None}
 
 
 def choose(table: list[dict]) -> dict:
     """The row the module's rule picks (the table's first row is no threshold)."""
     baseline = table[0]
+
+    def keeps_dice(row: dict) -> bool:
+        return baseline["tumour_dice"] is None or row["tumour_dice"] >= baseline["tumour_dice"]
+
     allowed = [row for row in table
                if row["sensitivity_10mm"] >= baseline["sensitivity_10mm"] - MAX_SENSITIVITY_LOSS
-               and row["tumour_dice"] >= baseline["tumour_dice"]]
+               and keeps_dice(row)]
     return min(allowed or [baseline], key=lambda row: row["false_positives_per_scan"])
+
+
+def tune(data: Path, model, log=print) -> list[dict]:
+    """Every candidate's row on the cases in ``data`` (see the module docstring)."""
+    saved = pipeline.TUMOUR_MIN_VOLUME_MM3
+    pipeline.TUMOUR_MIN_VOLUME_MM3 = 0.0
+    try:
+        outputs = _segment_all(data, model, SessionCache(), log)
+    finally:
+        pipeline.TUMOUR_MIN_VOLUME_MM3 = saved
+    if not outputs:
+        raise SystemExit(f"{data}: no validation case could be segmented")
+    return [{"min_tumour_mm3": volume, **_score(outputs, volume)} for volume in CANDIDATES_MM3]
+
+
+def table_text(table: list[dict]) -> str:
+    """The table as the model card shows it: one JSON line per candidate, then the choice, and
+    a note when the pipeline's constant is not the chosen value."""
+    chosen = choose(table)
+    lines = [json.dumps(row) for row in table] + ["chosen: " + json.dumps(chosen)]
+    if chosen["min_tumour_mm3"] != pipeline.TUMOUR_MIN_VOLUME_MM3:
+        lines.append(f"note: the pipeline's TUMOUR_MIN_VOLUME_MM3 is "
+                     f"{pipeline.TUMOUR_MIN_VOLUME_MM3:g}, not the chosen value")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,19 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path)
     args = parser.parse_args(argv)
     model = find_model(args.model, args.models_dir)
-    sessions = SessionCache()
-    saved = pipeline.TUMOUR_MIN_VOLUME_MM3
-    pipeline.TUMOUR_MIN_VOLUME_MM3 = 0.0
-    try:
-        outputs = _segment_all(args.data, model, sessions)
-    finally:
-        pipeline.TUMOUR_MIN_VOLUME_MM3 = saved
-    table = []
-    for volume in CANDIDATES_MM3:
-        row = {"min_tumour_mm3": volume, **_score(outputs, volume)}
-        table.append(row)
-        print(json.dumps(row), flush=True)
-    print("chosen: " + json.dumps(choose(table)))
+    print(table_text(tune(args.data, model)), end="")
     return 0
 
 

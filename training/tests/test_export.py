@@ -52,8 +52,10 @@ def test_manifest_and_card_carry_the_measured_held_out_numbers(smoke_build):
     assert manifest["metrics"]["heldout_cases"] == 2
     card = (folder / "MODEL_CARD.md").read_text()
     for heading in ("Intended use", "Training data", "Held-out metrics",
-                    "Hyperparameter search", "Known limits", "Decision support only"):
+                    "Hyperparameter search", "Post-processing threshold", "Known limits",
+                    "Decision support only"):
         assert heading in card
+    assert "chosen: " in card  # the speck-threshold table, measured on the validation split
     liver_dice = manifest["metrics"]["heldout_liver_dice"]
     assert f"{liver_dice:.3f}" in card
     staging_card = (smoke_build / "models_onnx" / "liver-stage-cnnlstm" / "MODEL_CARD.md")
