@@ -36,7 +36,7 @@ import numpy as np
 
 from radview.core.errors import RadviewError
 from radview.inference.manifest import ModelTask
-from radview.inference.pipeline import segment
+from radview.inference.pipeline import segment, segments_tumour
 from radview.inference.registry import RegisteredModel, discover_models
 from radview.inference.runtime import SessionCache
 from radview.inference.staging import stage_liver
@@ -81,7 +81,7 @@ def _segmentation_row(model: RegisteredModel, image, labels, sessions) -> dict:
     result = segment(image, model, sessions, device="cpu", force=True)
     predicted = result.labels.voxels
     truth = np.asarray(labels.voxels).astype(np.uint8)
-    liver_only = "tumor" not in {n.lower() for n in model.manifest.labels.values()}
+    liver_only = not segments_tumour(model.manifest)
     row = {"liver_dice": dice(predicted > 0, truth > 0), "liver_iou": iou(predicted > 0, truth > 0),
            "seconds": result.seconds}
     if liver_only:

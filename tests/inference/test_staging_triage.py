@@ -54,6 +54,9 @@ def test_stages_within_ten_points_of_the_reported_one_are_close_calls():
     assert close_alternatives(p, "Moderate") == ("Severe",)
     assert close_alternatives({"Mild": 0.1, "Moderate": 0.7, "Severe": 0.2}) == ()
     assert close_alternatives({}) == ()
+    # a stage far above a reported one is not "close" to it
+    assert close_alternatives({"Mild": 0.1, "Moderate": 0.7, "Severe": 0.2}, "Mild") == (
+        "Severe",)
 
 
 def test_staging_gives_probabilities_and_follows_the_image(models):

@@ -200,12 +200,23 @@ def test_outline_does_not_mark_the_border_of_the_picture():
 
 # ---------------------------------------------------------------------------- charts
 def test_probability_chart_and_triage_plot_are_png():
-    chart = probability_chart(["0", "A", "B"], [0.1, 0.7, 0.2], highlight=1)
+    chart = probability_chart(["0", "A", "B"], [0.1, 0.7, 0.2], highlight=[1])
     assert chart.format == "PNG" and chart.data[:8] == b"\x89PNG\r\n\x1a\n"
     assert _decode(chart).shape[:2] == (chart.height_px, chart.width_px)
     plot = triage_plot([0.1, 0.9, 0.4, 0.6], marks=[1, 99])
     assert _decode(plot).shape[:2] == (plot.height_px, plot.width_px)
     assert triage_plot([0.3]).width_px > 0  # one slice still draws
+
+
+def test_probability_chart_draws_every_highlighted_class_in_orange():
+    # the predicted class and a close call beside it are both orange; the others blue
+    pixels = _decode(probability_chart(["A", "B", "C", "D"], [0.05, 0.40, 0.46, 0.09],
+                                       highlight=[2, 1]))
+    orange = np.all(pixels == (230, 159, 0), axis=2)
+    blue = np.all(pixels == (0, 114, 178), axis=2)
+    rows = np.array_split(np.arange(pixels.shape[0]), 4)  # one band per class, top to bottom
+    assert [bool(orange[band].any()) for band in rows] == [False, True, True, False]
+    assert [bool(blue[band].any()) for band in rows] == [True, False, False, True]
 
 
 def test_charts_refuse_mismatched_or_empty_data():

@@ -294,6 +294,13 @@ def test_a_near_tie_in_staging_is_reported_as_one(sample):
     flat = _words(_text(write_report_pdf(content, sample.out / "close.pdf")))
     assert ("most probable Severe, close to Moderate (42.7 %): the model does not separate "
             "these stages") in flat
+    given = _content(sample, staging={"probabilities": {"Mild": 0.1, "Moderate": 0.7,
+                                                        "Severe": 0.2}, "stage": "Mild"})
+    flat = _words(_text(write_report_pdf(given, sample.out / "given.pdf")))
+    # a stage the model reported that is not its most probable is not called "most probable"
+    assert ("AI staging (model output): reported stage Mild (not its most probable stage, "
+            "Moderate at 70.0 %), close to Severe (20.0 %)") in flat
+    assert "most probable Mild" not in flat
 
 
 @_external

@@ -79,8 +79,8 @@ def test_a_close_call_highlights_both_and_says_the_model_does_not_separate_them(
     panel.show_staging("Severe", {"Mild": 0.05, "Moderate": 0.40, "Severe": 0.46,
                                   "End-stage": 0.09}, MODEL)
     assert panel.highlighted() == (DiseaseStage.MODERATE, DiseaseStage.SEVERE)
-    assert panel.headline.text() == ("Most probable: Severe (46 %), close to Moderate (40 %)\n"
-                                     "The model does not separate these stages.")
+    assert panel.headline.text() == ("Most probable: Severe (46 %)\nClose to it: Moderate "
+                                     "(40 %); the model does not separate these stages.")
     panel.show_staging("Severe", {"Mild": 0.05, "Moderate": 0.34, "Severe": 0.52,
                                   "End-stage": 0.09}, MODEL)
     assert panel.highlighted() == (DiseaseStage.SEVERE,)

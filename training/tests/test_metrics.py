@@ -46,3 +46,18 @@ def test_detection_counts_lesions_false_positives_and_the_low_contrast_share():
                      "low_contrast_lesions": 1, "low_contrast_detected": 1}
     missed = detect_lesions(np.zeros_like(truth), truth, (1.0, 1.0, 1.0))
     assert missed["detected"] == 0 and "low_contrast_lesions" not in missed
+
+
+def test_speck_threshold_rule_takes_the_fewest_false_positives_that_keep_the_lesions():
+    from training.tune_postprocess import choose
+
+    def row(volume, sensitivity, fps, tumour_dice=0.6):
+        return {"min_tumour_mm3": volume, "sensitivity_10mm": sensitivity,
+                "false_positives_per_scan": fps, "tumour_dice": tumour_dice}
+
+    table = [row(0, 0.80, 3.0), row(100, 0.79, 2.0), row(150, 0.79, 1.5, 0.59),
+             row(250, 0.70, 0.5)]
+    # 250 loses lesions, 150 loses tumour Dice: 100 is the one the rule allows
+    assert choose(table)["min_tumour_mm3"] == 100
+    no_tumour = [row(0, 0.0, 1.0, None), row(100, 0.0, 0.0, None)]
+    assert choose(no_tumour)["min_tumour_mm3"] == 100

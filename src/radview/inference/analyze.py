@@ -34,7 +34,7 @@ from radview.core.lesions import LiverFindings, NoLiverError, measure_liver, to_
 from radview.core.volume import Volume
 from radview.inference.clinical import ClinicalValues, clinical_summary
 from radview.inference.manifest import ModelTask
-from radview.inference.pipeline import SegmentationResult, segment
+from radview.inference.pipeline import SegmentationResult, segment, segments_tumour
 from radview.inference.registry import RegisteredModel, RegistryResult, discover_models
 from radview.inference.runtime import SessionCache
 from radview.inference.staging import StagingResult, stage_liver
@@ -305,11 +305,7 @@ def triage_in_display_order(image: Volume, triage: TriageResult) -> list[float]:
 def rank_segmentation_models(models: Sequence[RegisteredModel]) -> list[RegisteredModel]:
     """Segmentation models in the order they are offered: those that also segment tumours
     first (their output is what the lesion measurements need), then by id."""
-    def has_tumour(model: RegisteredModel) -> bool:
-        names = {name.strip().lower() for name in model.manifest.labels.values()}
-        return bool(names & {"tumor", "tumour", "lesion", "liver tumor", "liver tumour"})
-
-    return sorted(models, key=lambda model: (not has_tumour(model), model.id))
+    return sorted(models, key=lambda model: (not segments_tumour(model.manifest), model.id))
 
 
 def _segmentation_model(registry: RegistryResult, wanted: Sequence[str] | None

@@ -78,6 +78,8 @@ __all__ = [
     "SegmentationResult",
     "segment",
     "postprocess_liver",
+    "segments_tumour",
+    "labels_from_foreground",
     "ModelGridImage",
     "to_model_grid",
     "normalise_intensities",
@@ -292,6 +294,11 @@ class _Grid:
 def _is_ct(volume: Volume, manifest: ModelManifest) -> bool:
     modality = (volume.modality or manifest.modality).upper()
     return modality == "CT"
+
+
+def segments_tumour(manifest: ModelManifest) -> bool:
+    """Whether one of the model's labels is a liver tumour (by the names the pipeline maps)."""
+    return any(name.strip().lower() in _TUMOUR_NAMES for name in manifest.labels.values())
 
 
 def _label_lookup(manifest: ModelManifest) -> np.ndarray:

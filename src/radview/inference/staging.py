@@ -54,14 +54,14 @@ class StagingResult:
 
 def close_alternatives(probabilities: Mapping[str, float], reported: str | None = None,
                        margin: float = CLOSE_CALL_MARGIN) -> tuple[str, ...]:
-    """The stages other than ``reported`` (default: the most probable) whose probability is at
-    least the reported one's minus ``margin``, most probable first."""
+    """The stages other than ``reported`` (default: the most probable) whose probability is
+    within ``margin`` of the reported one's, most probable first."""
     if not probabilities:
         return ()
     if reported is None or reported not in probabilities:
         reported = max(probabilities, key=lambda name: probabilities[name])
-    floor = probabilities[reported] - margin
-    others = [name for name, p in probabilities.items() if name != reported and p >= floor]
+    others = [name for name, p in probabilities.items()
+              if name != reported and abs(p - probabilities[reported]) <= margin]
     return tuple(sorted(others, key=lambda name: -probabilities[name]))
 
 

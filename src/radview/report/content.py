@@ -537,10 +537,11 @@ def _staging(staging: Mapping[str, Any] | None) -> StagingSection:
     if predicted is None:
         predicted = max(probabilities, key=lambda pair: pair[1])[0]
     names = [name for name, _p in probabilities]
-    chart = probability_chart(names, [p for _name, p in probabilities],
-                              highlight=names.index(predicted) if predicted in names else None)
     by_name = dict(probabilities)
     close = tuple((name, by_name[name]) for name in close_alternatives(by_name, predicted))
+    shown = [predicted, *(name for name, _p in close)]
+    chart = probability_chart(names, [p for _name, p in probabilities],
+                              highlight=[names.index(name) for name in shown if name in names])
     return StagingSection(True, predicted, probabilities, _text(staging.get("model")), chart, None,
                           close)
 

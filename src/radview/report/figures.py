@@ -396,12 +396,13 @@ def probability_chart(
     labels: Sequence[str],
     probabilities: Sequence[float],
     *,
-    highlight: int | None = None,
+    highlight: Sequence[int] = (),
     width_px: int = 900,
 ) -> RenderedImage:
     """Horizontal bars, one per class, with the percentage at the end (PNG).
 
-    ``highlight`` is the index of the predicted class (drawn in orange, others blue).
+    ``highlight`` are the indices of the predicted class and any close call beside it (drawn
+    in orange, others blue).
     """
     if len(labels) != len(probabilities) or not labels:
         raise ValueError("need one probability per label, and at least one")
@@ -420,7 +421,7 @@ def probability_chart(
     draw.line([(x0, pad), (x0, height - pad)], fill=_TEXT_RGB, width=2)
     for index, (text, p) in enumerate(zip(labels, probabilities, strict=True)):
         y = pad + index * (bar_h + gap)
-        colour = _HIGHLIGHT_RGB if index == highlight else _BAR_RGB
+        colour = _HIGHLIGHT_RGB if index in highlight else _BAR_RGB
         draw.rectangle([x0, y, x0 + max(1.0, float(p) * span), y + bar_h], fill=colour)
         _text_mid(draw, (pad, y + bar_h / 2), _fit(font, text, label_w - 12), font)
         _text_mid(draw, (x0 + float(p) * span + 8, y + bar_h / 2), f"{100 * p:.1f} %", font)

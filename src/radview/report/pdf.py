@@ -570,10 +570,13 @@ class _Builder:
             out.append(self.rich([("AI staging: ", True),
                                   (staging.unavailable_reason or "not available", False)]))
         else:
-            top = max(staging.probabilities, key=lambda pair: pair[1])[0]
+            top, top_p = max(staging.probabilities, key=lambda pair: pair[1])
             wording = "most probable " if staging.predicted == top else "reported stage "
             parts = [(f"AI staging (model output): {wording}", False),
                      (staging.predicted or NOT_GIVEN, True)]
+            if staging.predicted != top:
+                parts.append((f" (not its most probable stage, {top} at {100 * top_p:.1f} %)",
+                              False))
             if staging.close:
                 # a near tie is reported as one: the model did not separate these stages
                 others = " or ".join(f"{name} ({100 * p:.1f} %)" for name, p in staging.close)

@@ -171,8 +171,8 @@ class StagingPanel(QWidget):
             headline = f"Most probable: {' or '.join(s.value for s in top)} ({shown[best]}{each})"
         else:
             others = " or ".join(f"{s.value} ({shown[s]})" for s in top if s != best)
-            headline = (f"Most probable: {best.value} ({shown[best]}), close to {others}\n"
-                        "The model does not separate these stages.")
+            headline = (f"Most probable: {best.value} ({shown[best]})\n"
+                        f"Close to it: {others}; the model does not separate these stages.")
         reported = DiseaseStage.from_name(stage)
         if reported is None or reported not in top:
             headline += f"\nThe model reported {stage!r}, which is not its most probable class."
