@@ -48,7 +48,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m benchmarks.inference --out build/bench/inference.json
 
 ## train: rebuild every shipped model from scratch (data, search, training, export, held-out
-## evaluation, model cards); resumes where it stopped. About 115 min on 2 cores.
+## evaluation, model cards); resumes where it stopped. About 110 min on 2 idle cores.
 train: $(VENV)/.installed-test
 	$(BIN)/python -m training.build_all
 

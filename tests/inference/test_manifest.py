@@ -99,6 +99,9 @@ def test_minimal_manifest_gets_defaults():
     assert manifest.schema_version == 1
     assert manifest.input.dynamic_axes == frozenset({"N"})
     assert manifest.input.dtype == "float32"
+    assert manifest.input.antialias is False
+    assert parse(MINIMAL.replace("channels = 3", "channels = 3\nantialias = true")
+                 ).input.antialias is True
     assert manifest.input.expected_shape() == (None, 3, 64, 64)
     assert manifest.license is None and manifest.card is None and manifest.license_file is None
     assert manifest.output.shape is None
@@ -170,6 +173,7 @@ BROKEN = [
     ('layout = "NCHW"', 'layout = "NTCHW"', "input.sequence_length", "required"),
     ("channels = 3", "channels = 3\nsequence_length = 4", "input.sequence_length", "no T axis"),
     ("channels = 3", 'channels = 3\ndtype = "int8"', "input.dtype", "float32"),
+    ("channels = 3", 'channels = 3\nantialias = "yes"', "input.antialias", "true or false"),
     ('name = "image"\n', "", "input.name", "missing"),
     ("scale = [0.0, 1.0]", "scale = [0.0, 1.0]\nmean = 0.0\nstd = 1.0", "normalization",
      "not both"),

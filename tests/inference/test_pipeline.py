@@ -98,7 +98,8 @@ def test_same_spacing_is_exact_and_a_large_body_is_cropped_with_a_warning(sessio
 def test_a_volume_smaller_than_the_model_input_is_padded(sessions):
     model = registered(spacing=(1.0, 1.0), size=(64, 64))
     volume, truth = phantom(shape=(10, 30, 26), spacing=(1.0, 1.0, 2.5), liver_half_mm=8.0,
-                            tumour_radius_mm=3.6)  # 195 mm^3: above the speck threshold
+                            tumour_radius_mm=4.4)
+    assert (truth == 2).sum() * 2.5 > TUMOUR_MIN_VOLUME_MM3  # kept, not a speck
     result = segment(volume, model, sessions, device="cpu")
     np.testing.assert_array_equal(result.labels.voxels, truth)
     assert result.warnings == ()
@@ -183,11 +184,11 @@ def test_tumour_specks_below_the_minimum_volume_become_liver():
     labels = np.zeros((5, 40, 40), np.uint8)
     labels[:, 5:35, 5:35] = 1
     labels[2, 10:12, 10:12] = 2  # 4 voxels x 1.225 mm^3 = 4.9 mm^3: a speck
-    labels[1:4, 18:26, 18:26] = 2  # 192 voxels = 235 mm^3 (a 7.7 mm sphere's volume): kept
+    labels[1:4, 17:27, 17:27] = 2  # 300 voxels = 368 mm^3 (an 8.9 mm sphere's volume): kept
     out = postprocess_liver(labels, (0.7, 0.7, 2.5))
-    assert TUMOUR_MIN_VOLUME_MM3 > 4.9
+    assert 4.9 < TUMOUR_MIN_VOLUME_MM3 < 368
     assert np.all(out[2, 10:12, 10:12] == 1)
-    assert np.all(out[1:4, 18:26, 18:26] == 2)
+    assert np.all(out[1:4, 17:27, 17:27] == 2)
     kept = postprocess_liver(labels, (0.7, 0.7, 2.5), min_tumour_mm3=0)
     assert np.all(kept[2, 10:12, 10:12] == 2)
 

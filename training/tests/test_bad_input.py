@@ -88,6 +88,25 @@ def test_corrupt_cache_file_is_skipped(smoke_build, tmp_path, capsys):
     assert "skipped" in capsys.readouterr().err
 
 
+def test_a_cache_file_from_another_preprocessing_is_refused_and_rebuilt(smoke_build, tmp_path):
+    from training.data import STAGE_ANTIALIAS, build_phantom_cache
+
+    current = sorted((smoke_build / "cache" / "train").glob("*.npz"))[0]
+    with np.load(current) as data:
+        arrays = {key: data[key] for key in data.files}
+    arrays["stage_antialias"] = np.bool_(not STAGE_ANTIALIAS)
+    stale = tmp_path / "train" / current.name
+    stale.parent.mkdir()
+    np.savez(stale, **arrays)
+    with pytest.raises(DatasetError, match=f"{stale}: cached with another preprocessing"):
+        load_cache([stale])
+    seed_count = int(current.stem.split("-")[1]) + 1  # the smoke cache starts at seed 0
+    build_phantom_cache(tmp_path, "train", count=seed_count, workers=1)
+    rebuilt = load_cache([stale])[0]
+    with np.load(current) as data:
+        np.testing.assert_array_equal(rebuilt.stage_hu, data["stage_hu"])
+
+
 def test_interrupted_training_resumes_to_the_same_weights(smoke_build, tmp_path):
     import torch
 
@@ -114,6 +133,32 @@ def test_interrupted_training_resumes_to_the_same_weights(smoke_build, tmp_path)
     b = torch.load(tmp_path / "straight" / config.model / "checkpoint.pt", weights_only=False)
     for key, value in a["model"].items():
         assert torch.allclose(value.float(), b["model"][key].float(), atol=1e-6), key
+
+
+def test_a_checkpoint_from_before_a_new_setting_still_resumes(smoke_build, tmp_path):
+    import torch
+
+    cases = load_cache(sorted((smoke_build / "cache" / "train").glob("*.npz")))
+    config = TrainConfig(model="slice-triage", steps=3, batch=2, width=4, checkpoint_every=1,
+                         validate_every=2, val_cases=1)
+
+    class Interrupt(Exception):
+        pass
+
+    def interrupt_at_step_2(line: str) -> None:
+        if "step 2 validation" in line:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_model(config, cases, cases, tmp_path, log=interrupt_at_step_2)
+    checkpoint = tmp_path / config.model / "checkpoint.pt"
+    saved = torch.load(checkpoint, weights_only=False)
+    for newer in ("hard_negative_share", "end_stage_share", "tumour_share"):
+        del saved["config"][newer]  # as written before these settings existed
+    torch.save(saved, checkpoint)
+    log: list[str] = []
+    assert train_model(config, cases, cases, tmp_path, log=log.append)["steps_done"] == 3
+    assert any("resumed at step 1" in line for line in log)
 
 
 def test_resuming_with_other_settings_is_refused(smoke_build, tmp_path):

@@ -40,3 +40,16 @@ def test_without_the_share_the_draws_are_those_of_earlier_runs():
         pool = "tumour" if u < 0.4 else "liver" if u < 0.8 else "any"
         expected.append(sampler.slices[pool][int(rng.integers(len(sampler.slices[pool])))])
     assert sampler.draw(np.random.default_rng(7), 50) == expected
+
+
+def test_tumour_share_sets_the_segmentation_draws():
+    from training.train import TrainConfig, segmentation_sampler
+
+    default = segmentation_sampler(CASES, TrainConfig(model="liver-tumor-seg"))
+    assert default.shares == (0.4, 0.4)  # the draws of the runs planned before the setting
+    only_tumour = segmentation_sampler(CASES, TrainConfig(model="liver-tumor-seg",
+                                                          tumour_share=1.0))
+    assert set(only_tumour.draw(np.random.default_rng(1), 100)) == {(0, 4), (0, 5)}
+    more = segmentation_sampler(CASES, TrainConfig(model="liver-tumor-seg", tumour_share=0.7))
+    picks = more.draw(np.random.default_rng(2), 1000)
+    assert 0.65 < np.mean([p in {(0, 4), (0, 5)} for p in picks]) < 0.8

@@ -38,6 +38,8 @@ A complete example, with every field::
     dynamic_axes = ["N"]                # optional (default ["N"]): axes the graph may leave free
     # sequence_length = 16              # only with a T axis (CNN-LSTM staging): its length
     dtype = "float32"                   # optional: float32 (default) or float16
+    # antialias = true                  # optional (default false): smooth in-plane before
+                                        # downsampling (pipeline.antialias_sigmas)
 
     [normalization]                     # window then rescale, or window then standardise
     window_low = -100.0                 # optional pair: clip to [window_low, window_high] first
@@ -119,6 +121,7 @@ _TOP_FIELDS = (
 )
 _INPUT_FIELDS = (
     "name", "layout", "size", "spacing_mm", "channels", "dynamic_axes", "sequence_length", "dtype",
+    "antialias",
 )
 _NORMALIZATION_FIELDS = ("window_low", "window_high", "scale", "mean", "std")
 _OUTPUT_FIELDS = ("name", "kind", "shape")
@@ -163,6 +166,8 @@ class InputSpec:
     dynamic_axes: frozenset[str] = frozenset({"N"})
     sequence_length: int | None = None
     dtype: str = "float32"
+    #: smooth in-plane before downsampling, so noise averages over each model pixel
+    antialias: bool = False
 
     def expected_shape(self) -> tuple[int | None, ...]:
         """The graph input's shape in ``layout`` order; ``None`` where any size is allowed."""
@@ -394,6 +399,12 @@ class _Parser:
         dtype = self.string(table, "dtype", "input", required=False) or "float32"
         if dtype not in _DTYPES:
             raise self.fail("input.dtype", f"expected one of {', '.join(_DTYPES)}, got {dtype!r}")
+        antialias = self.value(table, "antialias", "input", required=False)
+        if antialias is None:
+            antialias = False
+        elif not isinstance(antialias, bool):
+            raise self.fail("input.antialias", f"expected true or false, got "
+                                               f"{_describe(antialias)}")
         return InputSpec(
             name=self.string(table, "name", "input"),
             layout=layout,
@@ -403,6 +414,7 @@ class _Parser:
             dynamic_axes=dynamic_axes,
             sequence_length=sequence,
             dtype=dtype,
+            antialias=antialias,
         )
 
     def normalization(self, table: dict[str, Any]) -> Normalization:

@@ -99,7 +99,8 @@ def staging_input(volume: Volume, labels: np.ndarray, manifest: ModelManifest,
             f"sequence_length (got layout {spec.layout})")
     liver = (labels == LiverLabel.LIVER) | (labels == LiverLabel.TUMOUR)
     grid = to_model_grid(volume, spec.spacing_mm, tuple(spec.size), labels=liver.astype(np.uint8),
-                         window_low=manifest.normalization.window_low, warnings=warnings)
+                         window_low=manifest.normalization.window_low, warnings=warnings,
+                         antialias=spec.antialias)
     picks = liver_slice_picks(grid.labels, spec.sequence_length)
     if picks is None:
         return None

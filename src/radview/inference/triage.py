@@ -77,7 +77,8 @@ def triage_slices(
     if mismatch:
         warnings.append(mismatch)
     grid = to_model_grid(volume, spec.spacing_mm[:2], tuple(spec.size),
-                         window_low=manifest.normalization.window_low, warnings=warnings)
+                         window_low=manifest.normalization.window_low, warnings=warnings,
+                         antialias=spec.antialias)
     image = grid.hu
     depth = image.shape[0]
     half = spec.channels // 2
