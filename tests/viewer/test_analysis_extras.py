@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
 
+import radview.viewer.export_dialog as export_dialog_module
 from radview.app import build_main_window
+from radview.core.labelmap import LabelMap
 from radview.core.viewer_state import StudyInfo
 from radview.core.volume import ViewPlane
 from radview.inference.manifest import ModelTask
@@ -222,4 +224,49 @@ def test_running_the_analysis_fills_staging_and_triage_from_the_models(qtbot, tm
     assert strip.isVisible()
     assert strip.probability_of_slice(int(tumour_slices[0])) > 0.9
     assert strip.probability_of_slice(0) < 0.1
+    _export_names_the_models_only_for_their_own_labels(qtbot, win, tmp_path)
     win.close()
+
+
+def _export_names_the_models_only_for_their_own_labels(qtbot, win, tmp_path):
+    """The report made from the window carries the run's provenance, staging and triage (and
+    SEG/SR name the algorithm) while the labels are the model's, and none of it once the
+    labels are replaced."""
+    seen: list[dict] = []
+    real = export_dialog_module.export_report
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    def export(folder: str) -> None:
+        win.export_action.trigger()
+        dialog = win.export_dialog
+        dialog.folder_edit.setText(str(tmp_path / folder))
+        dialog.export_button.click()
+        qtbot.waitUntil(lambda: not dialog.is_exporting(), timeout=60_000)
+        dialog.reject()
+        qtbot.waitUntil(lambda: win.export_dialog is None)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(export_dialog_module, "export_report", spy)
+        win.export_action.trigger()
+        assert "tiny-liver-seg" in win.export_dialog.models_label.text()
+        win.export_dialog.reject()
+        qtbot.waitUntil(lambda: win.export_dialog is None)
+        export("with-models")
+        made = seen[-1]
+        assert made["labels_from_model"] is True
+        assert [entry["task"] for entry in made["provenance"]] == [
+            "segmentation", "staging", "triage"]
+        assert made["staging"]["stage"] in ("Mild", "Moderate", "Severe", "End-stage")
+        assert len(made["triage"]) == win.state.volume.shape[0]
+        # the same voxels, but no longer the model's result object: an edit or a file
+        replaced = LabelMap.liver(win.state.labels.volume)
+        win.state.set_labels(replaced)
+        win.export_action.trigger()
+        assert "none in the report" in win.export_dialog.models_label.text()
+        win.export_dialog.reject()
+        qtbot.waitUntil(lambda: win.export_dialog is None)
+        export("without-models")
+        assert "provenance" not in seen[-1] and "labels_from_model" not in seen[-1]

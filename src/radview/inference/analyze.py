@@ -52,6 +52,8 @@ __all__ = [
     "rank_segmentation_models",
     "run_staging_and_triage",
     "triage_in_display_order",
+    "models_provenance",
+    "report_inputs",
     "analysis_json",
     "write_analysis",
 ]
@@ -349,14 +351,45 @@ def _open(paths: list[Path], series_uid: str | None, progress: ProgressCallback 
 
 
 # ---------------------------------------------------------------------------- output
+def models_provenance(model: RegisteredModel, segmentation: SegmentationResult,
+                      staging: StagingResult | None, triage: TriageResult | None
+                      ) -> list[dict[str, object]]:
+    """One entry per model that ran (id, version, sha256, task, provider, seconds, fallback
+    reason): the segmentation model first, then staging and triage when they ran."""
+    manifest = model.manifest
+    entries: list[dict[str, object]] = [{
+        "id": manifest.id, "version": manifest.version, "sha256": manifest.sha256,
+        "task": manifest.task.value, "provider": segmentation.provider,
+        "seconds": segmentation.seconds, "fallback_reason": segmentation.fallback_reason,
+    }]
+    for task, run in (("staging", staging), ("triage", triage)):
+        if run is not None:
+            entries.append({
+                "id": run.model_id, "version": run.model_version, "sha256": run.model_sha256,
+                "task": task, "provider": run.provider, "seconds": run.seconds,
+                "fallback_reason": run.fallback_reason})
+    return entries
+
+
+def report_inputs(image: Volume, model: RegisteredModel, segmentation: SegmentationResult,
+                  staging: StagingResult | None, triage: TriageResult | None
+                  ) -> dict[str, object]:
+    """The keyword arguments that tell the report layer's ``export_report`` the labels are a
+    model's: ``labels_from_model`` (SEG/SR name the algorithm), ``provenance``, ``staging``
+    and ``triage`` (in display order). The same for ``radview analyze`` and the viewer."""
+    return {
+        "labels_from_model": True,
+        "provenance": models_provenance(model, segmentation, staging, triage),
+        "staging": staging.to_json() if staging is not None else None,
+        "triage": triage_in_display_order(image, triage) if triage is not None else None,
+    }
+
+
 def analysis_json(result: AnalysisResult, *, series_uid: str | None = None) -> dict[str, object]:
     """``measurements.json`` content (see the module docstring); no patient identifiers.
 
     ``series_uid`` replaces the image's (a pseudonym when de-identifying).
     """
-    model = result.model
-    manifest = model.manifest
-    seg = result.segmentation
     document: dict[str, object]
     if result.findings is not None:
         document = to_json(result.findings)
@@ -365,19 +398,8 @@ def analysis_json(result: AnalysisResult, *, series_uid: str | None = None) -> d
                     "total_tumour_volume_ml": None}
     document["series_uid"] = (series_uid if series_uid is not None
                               else result.image.source.series_uid)
-    document["models"] = [{
-        "id": manifest.id, "version": manifest.version, "sha256": manifest.sha256,
-        "task": manifest.task.value, "provider": seg.provider, "seconds": seg.seconds,
-        "fallback_reason": seg.fallback_reason,
-    }]
-    for task, run in (("staging", result.staging), ("triage", result.triage)):
-        if run is None:
-            continue
-        document["models"].append({
-            "id": run.model_id, "version": run.model_version, "sha256": run.model_sha256,
-            "task": task,
-            "provider": run.provider, "seconds": run.seconds,
-            "fallback_reason": run.fallback_reason})
+    document["models"] = models_provenance(result.model, result.segmentation, result.staging,
+                                           result.triage)
     document["staging"] = result.staging.to_json() if result.staging is not None else None
     document["triage"] = None if result.triage is None else {
         "model": f"{result.triage.model_id} {result.triage.model_version}",
@@ -424,11 +446,9 @@ def write_analysis(
             exported = writers.export_report(
                 result.image, LabelMap.liver(result.labels), out_dir,
                 clinical_values=result.clinical_values, deidentify_with=deidentify_with,
-                labels_from_model=True, provenance=analysis_json(result)["models"],
-                staging=result.staging.to_json() if result.staging is not None else None,
-                triage=(triage_in_display_order(result.image, result.triage)
-                        if result.triage is not None else None),
-                warnings=result.warnings)
+                warnings=result.warnings,
+                **report_inputs(result.image, result.model, result.segmentation,
+                                result.staging, result.triage))
             written.files.update(exported.files)
             written.warnings.extend(w for w in exported.warnings if w not in result.warnings)
     series_uid = result.image.source.series_uid

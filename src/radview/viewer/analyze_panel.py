@@ -39,6 +39,7 @@ from radview.core.volume import Volume
 from radview.inference.analyze import (
     FollowUpResults,
     rank_segmentation_models,
+    report_inputs,
     run_staging_and_triage,
 )
 from radview.inference.manifest import ModelTask
@@ -93,6 +94,8 @@ class AnalyzePanel(QWidget):
         self._run_model: RegisteredModel | None = None
         #: the last successful result (for tests and for a report later)
         self.result: SegmentationResult | None = None
+        #: what the last run put on screen: (volume, labels, model, follow-up results)
+        self._made: tuple[Volume, LabelMap, RegisteredModel, FollowUpResults] | None = None
 
         self.model_combo = QComboBox()
         self.device_combo = QComboBox()
@@ -279,6 +282,7 @@ class AnalyzePanel(QWidget):
             self.status.setText("The shown series changed during the analysis; result discarded.")
             return
         self.result = result
+        self._made = (volume, labels, model, follow_up)
         self._state.set_labels(labels)
         self._state.overlay_visible = True
         line = f"{model.id} {model.manifest.version} · {result.provider} · {result.seconds:.1f} s"
@@ -313,6 +317,17 @@ class AnalyzePanel(QWidget):
         self._update_run_enabled()
 
     # ------------------------------------------------------------------ for tests
+    def report_inputs_for(self, volume: Volume, labels: LabelMap) -> dict[str, object]:
+        """``export_report``'s model arguments when ``labels`` on ``volume`` are exactly what the
+        last run showed (provenance, staging, triage); empty otherwise, e.g. after an edit or
+        for a label map opened from a file, so a report never credits a model with them."""
+        if self._made is None:
+            return {}
+        made_volume, made_labels, model, follow_up = self._made
+        if volume is not made_volume or labels is not made_labels or self.result is None:
+            return {}
+        return report_inputs(volume, model, self.result, follow_up.staging, follow_up.triage)
+
     def is_running(self) -> bool:
         return self._runner is not None
 

@@ -4,6 +4,9 @@ It reads the form (output folder, de-identification, institution, optional clini
 runs the one export function in a :class:`TaskRunner` and shows what it wrote, its warnings and
 page 1 of the PDF. Clinical values are checked with :func:`validate_mapping` while the user
 types, each problem shown next to its field; Export stays disabled until they are fixed.
+When the labels are exactly what the Analyze panel's last run showed, the report names its
+models and carries their staging and triage (``model_inputs``, from
+:func:`radview.inference.analyze.report_inputs`); the dialog says which models, or that none.
 
 ``export_report`` has no cancel hook (it takes about a second), so there is no Cancel button
 while it runs: the dialog says so and cannot be closed until it is done.
@@ -107,6 +110,8 @@ class _ExportRequest:
     deidentify: bool
     data_dir: Path
     institution: str | None
+    #: export_report's model arguments (provenance, staging, triage); empty: labels not a model's
+    model_inputs: dict[str, object]
 
 
 @dataclass
@@ -149,10 +154,20 @@ def _run_export(request: _ExportRequest, progress, cancel, emit) -> ExportOutcom
     secret = deidentification_secret(request.data_dir) if request.deidentify else None
     result = export_report(request.image, request.labels, request.out_dir,
                            clinical_values=request.clinical_values, deidentify_with=secret,
-                           institution=request.institution)
+                           institution=request.institution, **request.model_inputs)
     pdf = result.files.get("pdf")
     png, note = render_pdf_page_png(pdf) if pdf is not None else (None, "No PDF was written")
     return ExportOutcome(result, png, note)
+
+
+def _models_text(model_inputs: dict[str, object]) -> str:
+    """Which models the report will name, or why it names none."""
+    entries = model_inputs.get("provenance") or []
+    if not entries:
+        return ("AI: none in the report (these labels were not made by an analysis run in this "
+                "window, or were changed since)")
+    names = ", ".join(f"{entry['id']} {entry['version']} ({entry['task']})" for entry in entries)
+    return f"AI in the report: {names}"
 
 
 def _plain_label(text: str = "") -> QLabel:
@@ -165,11 +180,13 @@ class ExportDialog(QDialog):
     """Export the shown image's analysis (PDF, DICOM SEG/SR, tables) into a chosen folder."""
 
     def __init__(self, image: Volume, labels: LabelMap, settings: QSettings, data_dir: Path,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, *,
+                 model_inputs: dict[str, object] | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export report")
         self._image = image
         self._labels = labels
+        self._model_inputs = dict(model_inputs or {})
         self._settings = settings
         self._data_dir = Path(data_dir)
         self._runner: TaskRunner | None = None
@@ -179,6 +196,8 @@ class ExportDialog(QDialog):
         description = image.source.description or image.source.display_name
         self.series_label = _plain_label(f"Series: {description}")
         self.series_label.setWordWrap(True)
+        self.models_label = _plain_label(_models_text(self._model_inputs))
+        self.models_label.setWordWrap(True)
 
         # ---- where and how
         self.folder_edit = QLineEdit(str(self._default_folder()))
@@ -269,6 +288,7 @@ class ExportDialog(QDialog):
 
         left = QVBoxLayout()
         left.addWidget(self.series_label)
+        left.addWidget(self.models_label)
         left.addLayout(form)
         left.addWidget(clinical)
         self.files_title = _plain_label("Written files")
@@ -398,7 +418,7 @@ class ExportDialog(QDialog):
         institution = self.institution_edit.text().strip()
         request = _ExportRequest(self._image, self._labels, out_dir, clinical,
                                  self.deidentify_box.isChecked(), self._data_dir,
-                                 institution or None)
+                                 institution or None, self._model_inputs)
         self._settings.setValue(SETTINGS_INSTITUTION, institution)
         runner = TaskRunner(functools.partial(_run_export, request), parent=self, name="export")
         runner.finished.connect(self._on_export_finished)

@@ -770,7 +770,8 @@ class MainWindow(QMainWindow):
         if volume is None or labels is None:
             return
         # The de-identification key lives next to the study index (the user data dir).
-        dialog = ExportDialog(volume, labels, self.settings, self.index.path.parent, self)
+        dialog = ExportDialog(volume, labels, self.settings, self.index.path.parent, self,
+                              model_inputs=self.analyze_panel.report_inputs_for(volume, labels))
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.finished.connect(self._on_export_dialog_finished)
         self.export_dialog = dialog
