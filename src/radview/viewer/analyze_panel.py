@@ -218,6 +218,7 @@ class AnalyzePanel(QWidget):
     def _on_volume_changed(self, *_: object) -> None:
         if self._runner is not None:  # the series it analyses is no longer shown
             self._runner.cancel()
+        self._made = None  # nor would the last result be shown (and it would pin its volume)
         self.force_check.hide()
         self.force_check.setChecked(False)
         self._update_run_enabled()
@@ -316,7 +317,6 @@ class AnalyzePanel(QWidget):
         self.cancel_button.hide()
         self._update_run_enabled()
 
-    # ------------------------------------------------------------------ for tests
     def report_inputs_for(self, volume: Volume, labels: LabelMap) -> dict[str, object]:
         """``export_report``'s model arguments when ``labels`` on ``volume`` are exactly what the
         last run showed (provenance, staging, triage); empty otherwise, e.g. after an edit or
@@ -328,6 +328,7 @@ class AnalyzePanel(QWidget):
             return {}
         return report_inputs(volume, model, self.result, follow_up.staging, follow_up.triage)
 
+    # ------------------------------------------------------------------ for tests
     def is_running(self) -> bool:
         return self._runner is not None
 
