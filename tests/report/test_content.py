@@ -167,6 +167,19 @@ def test_provenance_rows_keep_numbers_as_data(sample):
     assert radview.component == "radview"
 
 
+def test_methods_say_what_lesion_size_an_ai_segmentation_never_reports(sample):
+    from radview.inference.pipeline import TUMOUR_MIN_VOLUME_MM3
+
+    by_model = dict(_build(sample, provenance=[
+        {"id": "liver-tumor-seg", "version": "1.0.0", "task": "segmentation"},
+        {"id": "stager", "task": "staging"},
+    ]).findings.methods)
+    assert by_model["Lesions found"].startswith("automatic segmentation (liver-tumor-seg)")
+    assert f"smaller than {TUMOUR_MIN_VOLUME_MM3:g} mm\u00b3" in by_model["Lesions found"]
+    # labels drawn or loaded by a person: no model rule to state
+    assert "Lesions found" not in dict(_build(sample).findings.methods)
+
+
 def test_staging_probabilities_and_the_predicted_class(sample):
     content = _build(sample, staging={"probabilities": {"A": 0.2, "B": 0.7, "C": 0.1},
                                       "model": "stager"})

@@ -44,6 +44,7 @@ from radview.core.lesions import Lesion, LiverFindings
 from radview.core.measurements import Measurement
 from radview.core.volume import ViewPlane, Volume
 from radview.core.windowing import WindowLevel
+from radview.inference.pipeline import TUMOUR_MIN_VOLUME_MM3
 from radview.inference.staging import close_alternatives
 from radview.report.figures import (
     KeyImage,
@@ -362,7 +363,7 @@ def build_report_content(
             tumour_burden=findings.tumour_burden,
             lesions=rows,
             recist=recist,
-            methods=_methods(findings),
+            methods=_methods(findings, _segmentation_model(provenance)),
         ),
         key_images=images,
         staging=_staging(staging),
@@ -450,9 +451,25 @@ def _slice_spacing(image: Volume) -> float:
     return float(image.spacing[2])
 
 
-def _methods(findings: LiverFindings) -> tuple[tuple[str, str], ...]:
+def _segmentation_model(provenance: Sequence[Mapping[str, Any]]) -> str | None:
+    """The id of the model that made the labels, when the provenance names one."""
+    for entry in provenance:
+        if entry.get("task") == "segmentation":
+            return _text(entry.get("model_id") or entry.get("id")) or "a segmentation model"
+    return None
+
+
+def _methods(findings: LiverFindings, segmentation_model: str | None = None
+             ) -> tuple[tuple[str, str], ...]:
     methods = [("Liver volume", findings.liver_volume.method),
                ("Tumour burden", findings.tumour_burden.method)]
+    if segmentation_model is not None:
+        # the pipeline's speck rule: a reader must know what size the AI never reports
+        diameter = 2 * (3 * TUMOUR_MIN_VOLUME_MM3 / (4 * math.pi)) ** (1 / 3)
+        methods.append((
+            "Lesions found", f"automatic segmentation ({segmentation_model}); tumour regions "
+            f"smaller than {TUMOUR_MIN_VOLUME_MM3:g} mm\u00b3 (a sphere {diameter:.1f} mm across) "
+            "are not reported"))
     if findings.lesions:
         first = findings.lesions[0]
         methods += [
