@@ -171,11 +171,18 @@ def test_methods_say_what_lesion_size_an_ai_segmentation_never_reports(sample):
     from radview.inference.pipeline import TUMOUR_MIN_VOLUME_MM3
 
     by_model = dict(_build(sample, provenance=[
-        {"id": "liver-tumor-seg", "version": "1.0.0", "task": "segmentation"},
+        {"id": "liver-tumor-seg", "version": "1.0.0", "task": "segmentation",
+         "segments_tumour": True},
         {"id": "stager", "task": "staging"},
     ]).findings.methods)
     assert by_model["Lesions found"].startswith("automatic segmentation (liver-tumor-seg)")
     assert f"smaller than {TUMOUR_MIN_VOLUME_MM3:g} mm\u00b3" in by_model["Lesions found"]
+    # a liver-only model finds no lesion at all; the report must not imply a size rule
+    liver_only = dict(_build(sample, provenance=[
+        {"id": "liver-seg-deeplab", "task": "segmentation", "segments_tumour": False},
+    ]).findings.methods)
+    assert "does not segment tumours" in liver_only["Lesions found"]
+    assert "mm\u00b3" not in liver_only["Lesions found"]
     # labels drawn or loaded by a person: no model rule to state
     assert "Lesions found" not in dict(_build(sample).findings.methods)
 

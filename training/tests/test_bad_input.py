@@ -107,6 +107,19 @@ def test_a_cache_file_from_another_preprocessing_is_refused_and_rebuilt(smoke_bu
         np.testing.assert_array_equal(rebuilt.stage_hu, data["stage_hu"])
 
 
+class _Interrupt(Exception):
+    """Stands for Ctrl+C or a killed process in the middle of training."""
+
+
+def _interrupt_at(text: str):
+    """A training log callback that interrupts the run at the first line containing ``text``
+    (after the checkpoint before it was written)."""
+    def log(line: str) -> None:
+        if text in line:
+            raise _Interrupt
+    return log
+
+
 def test_interrupted_training_resumes_to_the_same_weights(smoke_build, tmp_path):
     import torch
 
@@ -115,15 +128,9 @@ def test_interrupted_training_resumes_to_the_same_weights(smoke_build, tmp_path)
     config = TrainConfig(model="liver-tumor-seg", steps=4, batch=2, crop=64, width=4,
                          dropout=0.1, checkpoint_every=2, validate_every=3, val_cases=1)
 
-    class Interrupt(Exception):
-        pass
-
-    def interrupt_at_step_3(line: str) -> None:
-        if "step 3 validation" in line:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        train_model(config, cases, val, tmp_path / "interrupted", log=interrupt_at_step_3)
+    with pytest.raises(_Interrupt):
+        train_model(config, cases, val, tmp_path / "interrupted",
+                    log=_interrupt_at("step 3 validation"))
     resumed_log: list[str] = []
     resumed = train_model(config, cases, val, tmp_path / "interrupted", log=resumed_log.append)
     assert any("resumed at step 2" in line for line in resumed_log)
@@ -142,15 +149,8 @@ def test_a_checkpoint_from_before_a_new_setting_still_resumes(smoke_build, tmp_p
     config = TrainConfig(model="slice-triage", steps=3, batch=2, width=4, checkpoint_every=1,
                          validate_every=2, val_cases=1)
 
-    class Interrupt(Exception):
-        pass
-
-    def interrupt_at_step_2(line: str) -> None:
-        if "step 2 validation" in line:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        train_model(config, cases, cases, tmp_path, log=interrupt_at_step_2)
+    with pytest.raises(_Interrupt):
+        train_model(config, cases, cases, tmp_path, log=_interrupt_at("step 2 validation"))
     checkpoint = tmp_path / config.model / "checkpoint.pt"
     saved = torch.load(checkpoint, weights_only=False)
     for newer in ("hard_negative_share", "end_stage_share", "tumour_share"):

@@ -9,7 +9,8 @@ so it cannot import the report writers. The composition root (``radview.cli``, `
 passes them in as :class:`AnalysisWriters`; :func:`write_analysis` only decides what to write.
 
 ``measurements.json`` holds no patient identifiers: ``series_uid`` (pseudonymised when
-de-identifying), ``models`` (id, version, sha256, provider, seconds), ``liver`` (``volume_ml``,
+de-identifying), ``models`` (:func:`models_provenance`: id, version, sha256, task, provider,
+seconds; the segmentation model also ``segments_tumour``), ``liver`` (``volume_ml``,
 ``centroid_lps``; ``null`` when no liver was found), ``lesions`` (as
 :func:`radview.core.lesions.to_json`), ``tumor_burden_percent``, ``staging`` (``stage``,
 ``probabilities``, ``model``; ``null`` with a note in ``notes`` when no staging model is
@@ -355,12 +356,14 @@ def models_provenance(model: RegisteredModel, segmentation: SegmentationResult,
                       staging: StagingResult | None, triage: TriageResult | None
                       ) -> list[dict[str, object]]:
     """One entry per model that ran (id, version, sha256, task, provider, seconds, fallback
-    reason): the segmentation model first, then staging and triage when they ran."""
+    reason): the segmentation model first (with ``segments_tumour``: whether it can find
+    lesions at all), then staging and triage when they ran."""
     manifest = model.manifest
     entries: list[dict[str, object]] = [{
         "id": manifest.id, "version": manifest.version, "sha256": manifest.sha256,
-        "task": manifest.task.value, "provider": segmentation.provider,
-        "seconds": segmentation.seconds, "fallback_reason": segmentation.fallback_reason,
+        "task": manifest.task.value, "segments_tumour": segments_tumour(manifest),
+        "provider": segmentation.provider, "seconds": segmentation.seconds,
+        "fallback_reason": segmentation.fallback_reason,
     }]
     for task, run in (("staging", staging), ("triage", triage)):
         if run is not None:

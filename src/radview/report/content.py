@@ -363,7 +363,7 @@ def build_report_content(
             tumour_burden=findings.tumour_burden,
             lesions=rows,
             recist=recist,
-            methods=_methods(findings, _segmentation_model(provenance)),
+            methods=_methods(findings, _lesion_method(provenance)),
         ),
         key_images=images,
         staging=_staging(staging),
@@ -451,25 +451,30 @@ def _slice_spacing(image: Volume) -> float:
     return float(image.spacing[2])
 
 
-def _segmentation_model(provenance: Sequence[Mapping[str, Any]]) -> str | None:
-    """The id of the model that made the labels, when the provenance names one."""
+def _lesion_method(provenance: Sequence[Mapping[str, Any]]) -> str | None:
+    """How the lesions were found, when the provenance names the segmentation model that made
+    the labels: what it can never report (everything, for a liver-only model; otherwise
+    tumour regions below the pipeline's speck threshold)."""
     for entry in provenance:
-        if entry.get("task") == "segmentation":
-            return _text(entry.get("model_id") or entry.get("id")) or "a segmentation model"
+        if entry.get("task") != "segmentation":
+            continue
+        model = _text(entry.get("model_id") or entry.get("id")) or "a segmentation model"
+        if entry.get("segments_tumour") is False:
+            return (f"automatic liver segmentation ({model}); this model does not segment "
+                    "tumours, so it reports no lesion, whatever the liver holds")
+        diameter = 2 * (3 * TUMOUR_MIN_VOLUME_MM3 / (4 * math.pi)) ** (1 / 3)
+        return (f"automatic segmentation ({model}); tumour regions smaller than "
+                f"{TUMOUR_MIN_VOLUME_MM3:g} mm\u00b3 (a sphere {diameter:.1f} mm across) are not "
+                "reported")
     return None
 
 
-def _methods(findings: LiverFindings, segmentation_model: str | None = None
+def _methods(findings: LiverFindings, lesion_method: str | None = None
              ) -> tuple[tuple[str, str], ...]:
     methods = [("Liver volume", findings.liver_volume.method),
                ("Tumour burden", findings.tumour_burden.method)]
-    if segmentation_model is not None:
-        # the pipeline's speck rule: a reader must know what size the AI never reports
-        diameter = 2 * (3 * TUMOUR_MIN_VOLUME_MM3 / (4 * math.pi)) ** (1 / 3)
-        methods.append((
-            "Lesions found", f"automatic segmentation ({segmentation_model}); tumour regions "
-            f"smaller than {TUMOUR_MIN_VOLUME_MM3:g} mm\u00b3 (a sphere {diameter:.1f} mm across) "
-            "are not reported"))
+    if lesion_method is not None:  # a reader must know what the AI can never report
+        methods.append(("Lesions found", lesion_method))
     if findings.lesions:
         first = findings.lesions[0]
         methods += [
