@@ -244,3 +244,22 @@ def test_report_lists_the_analysis_warnings(series, tmp_path, capsys):
     text = subprocess.run(["pdftotext", str(out / "report.pdf"), "-"], capture_output=True,
                           text=True, check=True).stdout
     assert "larger than the model's field of view" in " ".join(text.split())
+
+
+def test_report_of_a_run_that_left_staging_out_says_so_not_that_none_is_installed(
+        series, model, tmp_path, capsys):
+    folder, _ = series
+    install_follow_up_model(default_user_dir(), "staging")
+    install_follow_up_model(default_user_dir(), "triage")
+    out = tmp_path / "out"
+    code = main(["analyze", str(folder), "--out", str(out), "--report", "--device", "cpu",
+                 "--models", "tiny-liver-seg,tiny-triage"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    text = " ".join(subprocess.run(["pdftotext", str(out / "report.pdf"), "-"],
+                                   capture_output=True, text=True, check=True).stdout.split())
+    assert ("AI staging: not available: no staging model among the requested models"
+            in text)
+    assert "tiny-triage" in text

@@ -20,6 +20,7 @@ from radview.io.sample_study import write_sample_study
 from radview.report.content import (
     DECISION_SUPPORT_STATEMENT,
     NO_STAGING_MODEL,
+    NO_TRIAGE_MODEL,
     RECIST_MAX_TARGETS_PER_ORGAN,
     ReportContent,
     build_report_content,
@@ -143,11 +144,21 @@ def test_six_key_images_axial_and_coronal_of_the_three_largest(sample):
         == "PNG"
 
 
+def test_sections_without_results_give_the_analysis_reason(sample):
+    """Installed but left out of the run is not "not installed": the analysis's own note."""
+    content = _build(sample, unavailable={"staging": "no staging model among the requested "
+                                                     "models", "triage": "triage failed: boom"})
+    assert content.staging.unavailable_reason == ("not available: no staging model among the "
+                                                  "requested models")
+    assert content.triage_unavailable_reason == "not available: triage failed: boom"
+
+
 def test_sections_without_models_say_so(sample):
     content = _build(sample)
     assert content.staging.available is False
     assert content.staging.unavailable_reason == NO_STAGING_MODEL
     assert content.triage is None and content.clinical is None
+    assert content.triage_unavailable_reason == NO_TRIAGE_MODEL
     assert content.disclaimer == DECISION_SUPPORT_STATEMENT
     assert content.provenance[-1].component == "radview"
     assert content.provenance[-1].version == __version__

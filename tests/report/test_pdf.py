@@ -218,8 +218,8 @@ def test_text_holds_the_lesion_table_provenance_and_statement(full):
 def test_sections_without_models_say_not_available(sample):
     path = write_report_pdf(_content(sample), sample.out / "bare.pdf")
     flat = _words(_text(path))
-    assert "AI staging: not available: no staging model installed" in flat
-    assert "AI triage: not available: no triage model installed" in flat
+    assert "AI staging: not available: no staging model was run" in flat
+    assert "AI triage: not available: no triage model was run" in flat
     assert "Clinical scores: not available" in flat
 
 

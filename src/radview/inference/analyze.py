@@ -375,16 +375,18 @@ def models_provenance(model: RegisteredModel, segmentation: SegmentationResult,
 
 
 def report_inputs(image: Volume, model: RegisteredModel, segmentation: SegmentationResult,
-                  staging: StagingResult | None, triage: TriageResult | None
-                  ) -> dict[str, object]:
+                  follow_up: FollowUpResults) -> dict[str, object]:
     """The keyword arguments that tell the report layer's ``export_report`` the labels are a
     model's: ``labels_from_model`` (SEG/SR name the algorithm), ``provenance``, ``staging``
-    and ``triage`` (in display order). The same for ``radview analyze`` and the viewer."""
+    and ``triage`` (in display order), and ``unavailable``: why staging or triage has no
+    result. The same for ``radview analyze`` and the viewer."""
+    staging, triage = follow_up.staging, follow_up.triage
     return {
         "labels_from_model": True,
         "provenance": models_provenance(model, segmentation, staging, triage),
         "staging": staging.to_json() if staging is not None else None,
         "triage": triage_in_display_order(image, triage) if triage is not None else None,
+        "unavailable": dict(follow_up.notes),
     }
 
 
@@ -451,7 +453,7 @@ def write_analysis(
                 clinical_values=result.clinical_values, deidentify_with=deidentify_with,
                 warnings=result.warnings,
                 **report_inputs(result.image, result.model, result.segmentation,
-                                result.staging, result.triage))
+                                FollowUpResults(result.staging, result.triage, result.notes)))
             written.files.update(exported.files)
             written.warnings.extend(w for w in exported.warnings if w not in result.warnings)
     series_uid = result.image.source.series_uid

@@ -83,8 +83,10 @@ DECISION_SUPPORT_STATEMENT = (
     "Decision support only: computer-generated measurements and AI outputs must be reviewed "
     "and confirmed by a radiologist; not a diagnosis."
 )
-NO_STAGING_MODEL = "not available: no staging model installed"
-NO_TRIAGE_MODEL = "not available: no triage model installed"
+#: When the caller does not say why there is no result (``unavailable``): the models may be
+#: installed and not run (labels drawn by hand, or a run that left a model out).
+NO_STAGING_MODEL = "not available: no staging model was run"
+NO_TRIAGE_MODEL = "not available: no triage model was run"
 RECIST_MIN_LONG_AXIS_MM = 10.0
 RECIST_MAX_TARGETS_PER_ORGAN = 2
 RECIST_MAX_TARGETS = 5
@@ -269,6 +271,8 @@ class ReportContent:
     generated_at: datetime
     radview_version: str
     disclaimer: str = DECISION_SUPPORT_STATEMENT
+    #: why ``triage`` is None
+    triage_unavailable_reason: str = NO_TRIAGE_MODEL
     window: WindowLevel | None = None  # of the key images
 
 
@@ -282,6 +286,7 @@ def build_report_content(
     clinical: Mapping[str, Any] | None = None,
     staging: Mapping[str, Any] | None = None,
     triage: Sequence[float] | None = None,
+    unavailable: Mapping[str, str] | None = None,
     provenance: Sequence[Mapping[str, Any]] = (),
     warnings: Sequence[str] = (),
     deidentified: bool = False,
@@ -313,6 +318,10 @@ def build_report_content(
         (default: the most probable), "model": model id}``; None when no staging model ran.
     triage
         One probability per axial display slice (0 = most inferior), or None.
+    unavailable
+        Why there is no ``"staging"`` or ``"triage"`` result (the analysis's notes, e.g. "no
+        staging model among the requested models"); without one the report says no model
+        was run.
     provenance
         One mapping per model run: ``model_id``, ``version``, ``sha256`` (a prefix is shown),
         ``provider``, ``seconds``; radview's own version is always added.
@@ -366,9 +375,10 @@ def build_report_content(
             methods=_methods(findings, _lesion_method(provenance)),
         ),
         key_images=images,
-        staging=_staging(staging),
+        staging=_staging(staging, _unavailable(unavailable, "staging", NO_STAGING_MODEL)),
         clinical=None if clinical is None else _clinical(clinical),
         triage=triage_section,
+        triage_unavailable_reason=_unavailable(unavailable, "triage", NO_TRIAGE_MODEL),
         provenance=_provenance(provenance),
         warnings=tuple(all_warnings),
         generated_at=generated_at,
@@ -545,9 +555,14 @@ def _probability(value: object, what: str) -> float:
     return p
 
 
-def _staging(staging: Mapping[str, Any] | None) -> StagingSection:
+def _unavailable(notes: Mapping[str, str] | None, task: str, default: str) -> str:
+    note = (notes or {}).get(task)
+    return f"not available: {note}" if note else default
+
+
+def _staging(staging: Mapping[str, Any] | None, unavailable_reason: str) -> StagingSection:
     if staging is None:
-        return StagingSection(False, None, (), None, None, NO_STAGING_MODEL)
+        return StagingSection(False, None, (), None, None, unavailable_reason)
     raw = staging.get("probabilities", {})
     pairs = list(raw.items()) if isinstance(raw, Mapping) else [tuple(item) for item in raw]
     probabilities = tuple((str(name), _probability(p, f"staging probability of {name}"))

@@ -109,6 +109,7 @@ def export_report(
     generated_at: datetime | None = None,
     staging: Mapping[str, object] | None = None,
     triage: Sequence[float] | None = None,
+    unavailable: Mapping[str, str] | None = None,
     warnings: Sequence[str] = (),
 ) -> ExportResult:
     """Measure ``labels`` on ``image`` and write every output into ``out_dir``.
@@ -120,9 +121,11 @@ def export_report(
     ``provenance`` lists the models that made ``labels`` (id, version, sha256, provider,
     seconds) for the report's provenance table. ``staging`` (stage, probabilities, model) and
     ``triage`` (one probability per axial display slice, 0 = most inferior) fill the report's AI
-    sections; None shows "not available". ``warnings`` (the analysis's own, e.g. a model's
-    field-of-view note) are listed first. DICOM outputs need a volume loaded from a
-    single-frame DICOM series; for other sources they are skipped with a warning.
+    sections; None shows "not available", with the reason ``unavailable`` gives for
+    ``"staging"`` or ``"triage"`` (the analysis's notes) or else "no model was run".
+    ``warnings`` (the analysis's own, e.g. a model's field-of-view note) are listed first.
+    DICOM outputs need a volume loaded from a single-frame DICOM series; for other sources
+    they are skipped with a warning.
     """
     out_dir = Path(out_dir)
     try:
@@ -156,7 +159,7 @@ def export_report(
     content = build_report_content(
         findings, image, labels, _header_of(header_source, image),
         clinical=clinical, provenance=provenance, warnings=result.warnings,
-        staging=staging, triage=triage,
+        staging=staging, triage=triage, unavailable=unavailable,
         deidentified=deidentifier is not None,
         generated_at=generated_at or datetime.now().replace(microsecond=0),
     )

@@ -648,7 +648,7 @@ class _Builder:
         triage = self.content.triage
         if triage is None:
             return [heading, self.rich([("AI triage: ", True),
-                                        ("not available: no triage model installed", False)])]
+                                        (self.content.triage_unavailable_reason, False)])]
         picture = _image_flowable(triage.chart, _TEXT_W, max_height=42 * mm)
         text = (
             f"{triage.slices_above} of {len(triage.probabilities)} axial slices at or above "

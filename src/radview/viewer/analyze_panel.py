@@ -326,7 +326,7 @@ class AnalyzePanel(QWidget):
         made_volume, made_labels, model, follow_up = self._made
         if volume is not made_volume or labels is not made_labels or self.result is None:
             return {}
-        return report_inputs(volume, model, self.result, follow_up.staging, follow_up.triage)
+        return report_inputs(volume, model, self.result, follow_up)
 
     # ------------------------------------------------------------------ for tests
     def is_running(self) -> bool:
