@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from training.data import normalise
 
-__all__ = ["intensity_hu", "spatial", "blur_gamma"]
+__all__ = ["intensity_hu", "spatial", "blur_gamma", "jitter_mask_edge"]
 
 
 def intensity_hu(hu: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
@@ -72,3 +72,17 @@ def blur_gamma(images: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     gamma = torch.from_numpy(np.exp(rng.uniform(np.log(0.8), np.log(1.25), shape))
                              .astype(np.float32))
     return images.clamp(0.0, 1.0) ** gamma
+
+
+def jitter_mask_edge(masks: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Per sample, grow (a third), shrink (a third) or keep a mask's edge by one pixel, so a
+    model fed a mask copes with a segmentation that is a little off. ``masks`` (B, C, H, W)."""
+    out = []
+    for sample in masks:
+        choice = rng.integers(3)
+        if choice == 0:
+            sample = F.max_pool2d(sample[None], 3, stride=1, padding=1)[0]
+        elif choice == 1:
+            sample = -F.max_pool2d(-sample[None], 3, stride=1, padding=1)[0]
+        out.append(sample)
+    return torch.stack(out)

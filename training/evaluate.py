@@ -1,6 +1,7 @@
 """Measure a model on labelled CT through radview's own pipelines (what a user would get).
 
     python -m training.evaluate --data DIR --model ID [--models-dir DIR] [--json OUT]
+                                [--liver-from SEG_ID]
 
 ``DIR`` is in Medical Segmentation Decathlon / LiTS layout: ``imagesTr/*.nii.gz`` and
 ``labelsTr/*.nii.gz`` with the same names (an nnU-Net ``_0000`` suffix on images is accepted);
@@ -16,8 +17,9 @@ Per model task:
   detection (sensitivity for truth lesions >= 10 mm, also split by contrast: lesions whose
   contrast to the liver around them is below the liver's own voxel spread, CNR < 1, and the
   rest; false positives per scan);
-* staging: accuracy, macro-F1 and the confusion matrix (the liver range from the truth labels,
-  so the stage is measured on its own);
+* staging: accuracy, macro-F1 and the confusion matrix (the liver range, and the liver mask
+  of a model that reads one, from the truth labels, so the stage is measured on its own; with
+  ``--liver-from SEG_ID`` from that segmentation model's labels instead, as in the app);
 * triage: AUC of P(tumour) per slice against "the truth tumour cross-section on the slice is at
   least 20 mm^2" (over all slices, and over the slices through the truth liver only),
   sensitivity and specificity at 0.5.
@@ -109,8 +111,10 @@ def _triage_row(model, image, labels, sessions) -> dict:
             "ms_per_slice": 1000 * result.seconds / max(1, len(targets))}
 
 
-def evaluate(data: Path, model: RegisteredModel, log=print) -> dict:
-    """Evaluate ``model`` on every usable case of ``data``; returns the rows and summaries."""
+def evaluate(data: Path, model: RegisteredModel, log=print,
+             liver_from: RegisteredModel | None = None) -> dict:
+    """Evaluate ``model`` on every usable case of ``data``; returns the rows and summaries.
+    ``liver_from``: a segmentation model whose labels staging reads instead of the truth."""
     sessions = SessionCache()
     task = model.manifest.task
     stages_file = data / "stages.json"
@@ -132,9 +136,13 @@ def evaluate(data: Path, model: RegisteredModel, log=print) -> dict:
                 if name not in stages:
                     log(f"skipped {name}: no stage in {stages_file}")
                     continue
+                if liver_from is not None:
+                    labels = segment(image, liver_from, sessions, device="cpu",
+                                     force=True).labels
                 result = stage_liver(image, labels, model, sessions, device="cpu", force=True)
                 if result is None:
-                    log(f"skipped {name}: no liver in the truth labels")
+                    log(f"skipped {name}: no liver in the "
+                        f"{'truth' if liver_from is None else liver_from.id} labels")
                     continue
                 row = {"truth": STAGES.index(stages[name]), "predicted": STAGES.index(
                     result.stage), "probabilities": result.probabilities}
@@ -144,6 +152,7 @@ def evaluate(data: Path, model: RegisteredModel, log=print) -> dict:
             continue
         rows.append({"case": name, **row})
     return {"model": model.id, "version": model.manifest.version, "task": task.value,
+            **({"liver_from": liver_from.id} if liver_from is not None else {}),
             "cases": len(rows), "skipped": skipped, "rows": rows,
             "summary": _summarise(task, rows)}
 
@@ -237,10 +246,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path,
                         help="folder of model folders (default: the built-in models)")
     parser.add_argument("--json", type=Path, help="also write every row and summary here")
+    parser.add_argument("--liver-from", metavar="SEG_ID",
+                        help="staging: read the liver from this built-in segmentation model's "
+                             "labels (as the app does) instead of the truth labels")
     args = parser.parse_args(argv)
     try:
         model = find_model(args.model, args.models_dir)
-        result = evaluate(args.data, model, log=lambda line: print(line, file=sys.stderr))
+        liver_from = None
+        if args.liver_from:
+            liver_from = find_model(args.liver_from, None)
+            if liver_from.manifest.task is not ModelTask.SEGMENTATION:
+                raise DatasetError(f"--liver-from {args.liver_from}: not a segmentation model")
+        result = evaluate(args.data, model, log=lambda line: print(line, file=sys.stderr),
+                          liver_from=liver_from)
     except RadviewError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -46,14 +46,27 @@ _LABELS = {
 }
 
 
-def example_input(config: TrainConfig, batch: int = 2, seed: int = 0) -> torch.Tensor:
-    """A random input of the model's shape, in [0, 1] like normalised images."""
-    generator = torch.Generator().manual_seed(seed)
+def input_channels(config: TrainConfig) -> int:
     if config.model == "liver-stage-cnnlstm":
-        shape = (batch, SEQUENCE_LENGTH, 1, STAGE_SIZE, STAGE_SIZE)
-    else:
-        shape = (batch, config.channels, SLICE_SIZE, SLICE_SIZE)
-    return torch.rand(shape, generator=generator)
+        return 2 if config.liver_mask else 1
+    return config.channels
+
+
+def example_input(config: TrainConfig, batch: int = 2, seed: int = 0) -> torch.Tensor:
+    """A random input of the model's shape, in [0, 1] like normalised images; a liver mask
+    channel holds a binary disc (as masks do: 0 or 1, never in between)."""
+    generator = torch.Generator().manual_seed(seed)
+    if config.model != "liver-stage-cnnlstm":
+        return torch.rand((batch, config.channels, SLICE_SIZE, SLICE_SIZE), generator=generator)
+    x = torch.rand((batch, SEQUENCE_LENGTH, input_channels(config), STAGE_SIZE, STAGE_SIZE),
+                   generator=generator)
+    if config.liver_mask:
+        yy, xx = torch.meshgrid(torch.arange(STAGE_SIZE), torch.arange(STAGE_SIZE), indexing="ij")
+        radius = STAGE_SIZE * (0.1 + 0.3 * torch.rand((batch, SEQUENCE_LENGTH, 1, 1),
+                                                      generator=generator))
+        x[:, :, 1] = (((yy - STAGE_SIZE / 2) ** 2 + (xx - STAGE_SIZE / 3) ** 2)
+                      < radius ** 2).float()
+    return x
 
 
 def export_onnx(net: nn.Module, config: TrainConfig, path: Path) -> Path:
@@ -135,10 +148,11 @@ def write_manifest(folder: Path, config: TrainConfig, onnx_name: str,
         f'layout = "{"NTCHW" if staging else "NCHW"}"',
         f"size = [{size}, {size}]",
         f"spacing_mm = [{spacing}, {spacing}]",
-        f"channels = {1 if staging else config.channels}",
+        f"channels = {input_channels(config)}",
         'dynamic_axes = ["N"]',
         *([f"sequence_length = {SEQUENCE_LENGTH}"] if staging else []),
         *(["antialias = true"] if staging and STAGE_ANTIALIAS else []),
+        *(["liver_mask_channel = true"] if staging and config.liver_mask else []),
         "",
         "[normalization]",
         f"window_low = {HU_WINDOW[0]}",

@@ -209,8 +209,10 @@ def write_model_card(path: Path, model_id: str, result: dict, summary: dict, exp
            "manifest `antialias = true`)" if staging and STAGE_ANTIALIAS else "") + ", "
         f"window {HU_WINDOW[0]:g} to {HU_WINDOW[1]:g} HU mapped to [0, 1]"
         + (", 16 liver slices spread over the liver's craniocaudal range (from the "
-           "segmentation)." if staging else f", {config['channels']} neighbouring slices as "
-           "channels."),
+           "segmentation)" + (", each with the segmentation's liver mask as a second channel "
+                              "(manifest `liver_mask_channel = true`)"
+                              if config.get("liver_mask") else "") + "."
+           if staging else f", {config['channels']} neighbouring slices as channels."),
         "",
         "## Training",
         f"Settings: `{ {k: v for k, v in config.items() if k not in ('extra',)} }`. "

@@ -141,29 +141,48 @@ class DeepLabV3Plus(nn.Module):
 
 # ---------------------------------------------------------------------------- CNN-LSTM
 class CnnLstmStager(nn.Module):
-    """Input (N, T, 1, H, W): T liver slices, inferior to superior. Each slice -> a feature
+    """Input (N, T, C, H, W): T liver slices, inferior to superior. Each slice -> a feature
     vector (4 strided conv blocks, global average and max pooling); a bidirectional LSTM reads
-    the sequence; the mean of its outputs -> 4 logits."""
+    the sequence; the mean of its outputs -> 4 logits.
+
+    With ``liver_mask`` the input has a second channel, the liver mask (1 inside the liver), and
+    each slice's features are also pooled inside the liver. Pooled over a whole 448 mm slice
+    the liver's texture (what separates Mild from Moderate) is averaged with the abdomen; the
+    slice-wide pooling stays for what lies outside the liver (spleen size, ascites).
+    """
+
+    STRIDE = 16  # the encoder's four stride-2 convolutions
 
     def __init__(self, classes: int = 4, width: int = 16, hidden: int = 64,
-                 dropout: float = 0.2) -> None:
+                 dropout: float = 0.2, liver_mask: bool = False) -> None:
         super().__init__()
         w = width
+        self.liver_mask = liver_mask  # input sides must then be divisible by STRIDE
         self.encoder = nn.Sequential(
-            _conv_bn_relu(1, w, stride=2), _conv_bn_relu(w, w),
+            _conv_bn_relu(2 if liver_mask else 1, w, stride=2), _conv_bn_relu(w, w),
             _conv_bn_relu(w, 2 * w, stride=2), _conv_bn_relu(2 * w, 2 * w),
             _conv_bn_relu(2 * w, 4 * w, stride=2), _conv_bn_relu(4 * w, 4 * w),
             _conv_bn_relu(4 * w, 4 * w, stride=2),
         )
-        self.features = 8 * w  # average + max pooled
+        # average + max pooled over the slice, and over the liver when there is a mask
+        self.features = (16 if liver_mask else 8) * w
         self.lstm = nn.LSTM(self.features, hidden, batch_first=True, bidirectional=True)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(2 * hidden, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, t = x.shape[0], x.shape[1]
-        maps = self.encoder(x.reshape(n * t, x.shape[2], x.shape[3], x.shape[4]))
-        feats = torch.cat([maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))], dim=1)
+        slices = x.reshape(n * t, x.shape[2], x.shape[3], x.shape[4])
+        maps = self.encoder(slices)
+        pooled = [maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))]
+        if self.liver_mask:
+            # the mask on the feature grid: the liver's share of each feature pixel
+            inside = F.avg_pool2d(slices[:, 1:2], self.STRIDE)
+            area = inside.sum(dim=(2, 3)) + 1e-3
+            pooled.append((maps * inside).sum(dim=(2, 3)) / area)
+            # features are >= 0 after ReLU, so outside pixels (set to 0) never win the max
+            pooled.append((maps * (inside > 0.5).to(maps.dtype)).amax(dim=(2, 3)))
+        feats = torch.cat(pooled, dim=1)
         sequence, _ = self.lstm(feats.reshape(n, t, self.features))
         return self.head(self.dropout(sequence.mean(dim=1)))
 

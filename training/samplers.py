@@ -112,20 +112,27 @@ class SliceSampler:
 
 
 class SequenceSampler:
-    """Liver slice sequences (B, T, 1, H, W) HU and stage labels, balanced over stages."""
+    """Liver slice sequences (B, T, C, H, W) and stage labels, balanced over stages: channel 0
+    HU, and with ``liver_mask`` channel 1 the liver mask (0/1)."""
 
-    def __init__(self, cases: list[CachedCase], length: int = SEQUENCE_LENGTH) -> None:
+    def __init__(self, cases: list[CachedCase], length: int = SEQUENCE_LENGTH,
+                 liver_mask: bool = False) -> None:
         self.cases = [c for c in cases if c.stage >= 0 and (c.stage_labels > 0).any()]
         if not self.cases:
             raise ValueError("no staged cases with liver")
         self.length = length
+        self.liver_mask = liver_mask
         self.by_stage: dict[int, list[int]] = {}
         for index, case in enumerate(self.cases):
             self.by_stage.setdefault(case.stage, []).append(index)
 
     def sequence(self, case: CachedCase, rng: np.random.Generator | None) -> np.ndarray:
-        picks = liver_slice_picks(case.stage_labels > 0, self.length, jitter=rng)
-        return case.stage_hu[picks][:, None].astype(np.float32)
+        liver = case.stage_labels > 0
+        picks = liver_slice_picks(liver, self.length, jitter=rng)
+        channels = [case.stage_hu[picks].astype(np.float32)]
+        if self.liver_mask:
+            channels.append(liver[picks].astype(np.float32))
+        return np.stack(channels, axis=1)
 
     def batch(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
         stages = sorted(self.by_stage)

@@ -57,6 +57,7 @@ class TrainConfig:
     hard_negative_share: float = 0.0  # triage: share of draws from liver slices
     end_stage_share: float = 0.0  # segmentation: share of draws from End-stage liver slices
     tumour_share: float = 0.4  # segmentation: share of the other draws from tumour slices
+    liver_mask: bool = False  # staging: the liver mask as a second input channel
     seed: int = 0
     checkpoint_every: int = 100
     validate_every: int = 500
@@ -78,7 +79,8 @@ def build_network(config: TrainConfig) -> nn.Module:
     if config.model == "liver-seg-deeplab":
         return DeepLabV3Plus(config.channels, 2, config.width)
     if config.model == "liver-stage-cnnlstm":
-        return CnnLstmStager(4, config.width, dropout=config.dropout or 0.2)
+        return CnnLstmStager(4, config.width, dropout=config.dropout or 0.2,
+                             liver_mask=config.liver_mask)
     if config.model == "slice-triage":
         return SliceTriageNet(config.channels, config.width, dropout=config.dropout or 0.3)
     raise ValueError(f"unknown model {config.model!r}; choose from {', '.join(MODEL_IDS)}")
@@ -132,14 +134,29 @@ def _triage_batch(sampler: SliceSampler, config: TrainConfig, rng: np.random.Gen
 
 def _staging_batch(sampler: SequenceSampler, config: TrainConfig, rng: np.random.Generator
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    hu, stages = sampler.batch(rng, config.batch)
-    n, t = hu.shape[:2]
-    x = torch.from_numpy(augment.intensity_hu(hu, rng, config.augment_strength))
-    # the same spatial transform for every slice of a sequence
-    x = x.reshape(n, t, *x.shape[3:])
-    x, _ = augment.spatial(x, None, rng, max_rotation_deg=8.0)
-    x = augment.blur_gamma(x, rng)
-    return x.reshape(n, t, 1, *x.shape[2:]), torch.from_numpy(stages)
+    sequences, stages = sampler.batch(rng, config.batch)  # (n, t, c, h, w): HU [, liver mask]
+    n, t, c = sequences.shape[:3]
+    hu = torch.from_numpy(augment.intensity_hu(sequences[:, :, :1], rng,
+                                               config.augment_strength))
+    x = torch.cat([hu, torch.from_numpy(sequences[:, :, 1:])], dim=2)
+    # the same spatial transform for every slice and channel of a sequence (the mask is
+    # interpolated too: its edge pixels give the liver's share), blur and gamma on HU only
+    x, _ = augment.spatial(x.reshape(n, t * c, *x.shape[3:]), None, rng, max_rotation_deg=8.0)
+    x = x.reshape(n * t, c, *x.shape[2:])
+    hu = augment.blur_gamma(x[:, :1].reshape(n, t, *x.shape[2:]), rng)
+    planes = [hu.reshape(n * t, 1, *x.shape[2:])]
+    if c > 1:  # in use the mask is the segmentation's, whose edge is off by a pixel or so
+        planes.append(augment.jitter_mask_edge(x[:, 1:].reshape(n, t, *x.shape[2:]), rng)
+                      .reshape(n * t, 1, *x.shape[2:]))
+    return torch.cat(planes, dim=1).reshape(n, t, c, *x.shape[2:]), torch.from_numpy(stages)
+
+
+def staging_tensor(sequence: np.ndarray) -> torch.Tensor:
+    """One sampled sequence (t, c, h, w; HU [, liver mask]) -> the model input (1, t, c, h, w):
+    HU normalised as the manifest says, the mask as it is."""
+    x = sequence.astype(np.float32).copy()
+    x[:, 0] = normalise(x[:, 0])
+    return torch.from_numpy(x[None])
 
 
 # ---------------------------------------------------------------------------- prediction
@@ -183,10 +200,10 @@ def _validate(config: TrainConfig, net: nn.Module, cases: list[CachedCase]) -> d
             targets.append(triage_targets(case.slice_labels))
         auc = binary_auc(np.concatenate(targets), np.concatenate(scores))
         return {"auc": auc, "score": auc}
-    sampler = SequenceSampler(cases)
+    sampler = SequenceSampler(cases, liver_mask=config.liver_mask)
     with torch.no_grad():
-        predicted = [int(net(torch.from_numpy(normalise(sampler.sequence(case, None))[None]))
-                         .argmax()) for case in sampler.cases]
+        predicted = [int(net(staging_tensor(sampler.sequence(case, None))).argmax())
+                     for case in sampler.cases]
     truth = [case.stage for case in sampler.cases]
     f1 = macro_f1(truth, predicted, 4)
     accuracy = float(np.mean(np.array(truth) == np.array(predicted)))
@@ -242,7 +259,7 @@ def train_model(config: TrainConfig, train_cases: list[CachedCase], val_cases: l
         log(f"{config.model}: resumed at step {state['step']}")
 
     if config.model == "liver-stage-cnnlstm":
-        sampler = SequenceSampler(train_cases)
+        sampler = SequenceSampler(train_cases, liver_mask=config.liver_mask)
         def next_batch(rng):
             return _staging_batch(sampler, config, rng)
         def loss_fn(logits, target):

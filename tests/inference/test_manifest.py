@@ -102,6 +102,9 @@ def test_minimal_manifest_gets_defaults():
     assert manifest.input.antialias is False
     assert parse(MINIMAL.replace("channels = 3", "channels = 3\nantialias = true")
                  ).input.antialias is True
+    assert manifest.input.liver_mask_channel is False
+    assert parse(MINIMAL.replace("channels = 3", "channels = 2\nliver_mask_channel = true")
+                 ).input.liver_mask_channel is True
     assert manifest.input.expected_shape() == (None, 3, 64, 64)
     assert manifest.license is None and manifest.card is None and manifest.license_file is None
     assert manifest.output.shape is None
@@ -174,6 +177,10 @@ BROKEN = [
     ("channels = 3", "channels = 3\nsequence_length = 4", "input.sequence_length", "no T axis"),
     ("channels = 3", 'channels = 3\ndtype = "int8"', "input.dtype", "float32"),
     ("channels = 3", 'channels = 3\nantialias = "yes"', "input.antialias", "true or false"),
+    ("channels = 3", "channels = 3\nliver_mask_channel = 1", "input.liver_mask_channel",
+     "true or false"),
+    ("channels = 3", "channels = 1\nliver_mask_channel = true", "input.liver_mask_channel",
+     "at least 2 channels"),
     ('name = "image"\n', "", "input.name", "missing"),
     ("scale = [0.0, 1.0]", "scale = [0.0, 1.0]\nmean = 0.0\nstd = 1.0", "normalization",
      "not both"),

@@ -76,6 +76,29 @@ def test_staging_gives_probabilities_and_follows_the_image(models):
     assert no_liver is None
 
 
+def test_a_model_reading_the_liver_mask_sees_the_segmented_liver(tmp_path):
+    """With ``liver_mask_channel`` the second channel is the segmentation's liver, on the same
+    grid as the image: the tiny model averages the image inside it, so brightening the fat
+    around the liver changes nothing and darkening the liver lowers the stage."""
+    install_follow_up_model(tmp_path, "staging", liver_mask=True)
+    registry = discover_models(builtin_dir=tmp_path, user_dir=tmp_path / "none",
+                               entry_points=False)
+    assert not registry.invalid, registry.invalid
+    model = registry.valid[0]
+    volume, truth = phantom(shape=(20, 80, 80), spacing=(1.0, 1.0, 2.5))
+    labels = _labels(volume, truth)
+    sessions = SessionCache()
+    first = stage_liver(volume, labels, model, sessions, device="cpu")
+    voxels = volume.voxels.astype(np.int16)
+    brighter_fat = np.where(truth == 0, voxels + 250, voxels).astype(np.int16)
+    around = stage_liver(volume.with_voxels(brighter_fat), labels, model, sessions, device="cpu")
+    assert around.probabilities == pytest.approx(first.probabilities, abs=1e-5)
+    darker_liver = np.where(truth > 0, voxels - 150, voxels).astype(np.int16)
+    inside = stage_liver(volume.with_voxels(darker_liver), labels, model, sessions,
+                         device="cpu")
+    assert STAGE_NAMES.index(inside.stage) < STAGE_NAMES.index(first.stage)
+
+
 def test_staging_refuses_a_model_without_a_sequence_layout(models):
     volume, truth = phantom(shape=(8, 40, 40))
     with pytest.raises(UnsupportedModelError, match="sequence_length"):

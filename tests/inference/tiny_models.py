@@ -159,7 +159,7 @@ name = "image"
 layout = "{layout}"
 size = [{size}, {size}]
 spacing_mm = [{spacing}, {spacing}]
-channels = 1
+channels = {channels}
 {sequence}
 
 [normalization]
@@ -203,34 +203,54 @@ def triage_model_bytes(size: int) -> bytes:
     return _model_bytes(nodes, [image], [logits], initializers)
 
 
-def staging_model_bytes(size: int, length: int) -> bytes:
+def staging_model_bytes(size: int, length: int, liver_mask: bool = False) -> bytes:
     """Stage logits rising with the mean normalised intensity of the liver slices:
-    logits = mean * [0, 10, 20, 30] + [0, -2, -5, -9] (brighter slices, later stage)."""
+    logits = mean * [0, 10, 20, 30] + [0, -2, -5, -9] (brighter slices, later stage). With
+    ``liver_mask`` the input has a second channel, the liver mask, and the mean is taken
+    inside it only."""
+    channels = 2 if liver_mask else 1
     image = helper.make_tensor_value_info("image", TensorProto.FLOAT,
-                                          ["N", length, 1, size, size])
+                                          ["N", length, channels, size, size])
     logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])
-    nodes = [
-        helper.make_node("ReduceMean", ["image"], ["mean5"], axes=[1, 2, 3, 4], keepdims=1),
+    if liver_mask:  # mean(image * mask) / mean(mask)
+        nodes = [
+            helper.make_node("Split", ["image", "halves"], ["pixels", "mask"], axis=2),
+            helper.make_node("Mul", ["pixels", "mask"], ["inside"]),
+            helper.make_node("ReduceMean", ["inside"], ["inside5"], axes=[1, 2, 3, 4],
+                             keepdims=1),
+            helper.make_node("ReduceMean", ["mask"], ["area5"], axes=[1, 2, 3, 4], keepdims=1),
+            helper.make_node("Div", ["inside5", "area5"], ["mean5"]),
+        ]
+    else:
+        nodes = [helper.make_node("ReduceMean", ["image"], ["mean5"], axes=[1, 2, 3, 4],
+                                  keepdims=1)]
+    nodes += [
         helper.make_node("Reshape", ["mean5", "shape"], ["mean"]),
         helper.make_node("MatMul", ["mean", "weight"], ["scaled"]),
         helper.make_node("Add", ["scaled", "bias"], ["logits"]),
     ]
     initializers = [numpy_helper.from_array(np.array([-1, 1], np.int64), "shape"),
+                    numpy_helper.from_array(np.array([1, 1], np.int64), "halves"),
                     numpy_helper.from_array(np.array([[0, 10, 20, 30]], np.float32), "weight"),
                     numpy_helper.from_array(np.array([0, -2, -5, -9], np.float32), "bias")]
     return _model_bytes(nodes, [image], [logits], initializers)
 
 
 def install_follow_up_model(models_dir: Path, task: str, model_id: str | None = None, *,
-                            size: int = 48, spacing: float = 2.0, length: int = 8) -> Path:
-    """Install the tiny ``"staging"`` or ``"triage"`` model; returns its folder."""
+                            size: int = 48, spacing: float = 2.0, length: int = 8,
+                            liver_mask: bool = False) -> Path:
+    """Install the tiny ``"staging"`` or ``"triage"`` model; returns its folder.
+    ``liver_mask``: a staging model that reads the liver mask as a second channel."""
     model_id = model_id or f"tiny-{task}"
     folder = Path(models_dir) / model_id
     folder.mkdir(parents=True, exist_ok=True)
+    channels = 1
     if task == "staging":
-        data = staging_model_bytes(size, length)
+        data = staging_model_bytes(size, length, liver_mask)
         labels = "\n".join(f'{i} = "{name}"' for i, name in enumerate(STAGE_NAMES))
         layout, sequence = "NTCHW", f"sequence_length = {length}"
+        if liver_mask:
+            channels, sequence = 2, sequence + "\nliver_mask_channel = true"
     else:
         data = triage_model_bytes(size)
         labels = '0 = "no tumor"\n1 = "tumor"'
@@ -238,5 +258,6 @@ def install_follow_up_model(models_dir: Path, task: str, model_id: str | None = 
     (folder / "model.onnx").write_bytes(data)
     (folder / "model.toml").write_text(FOLLOW_UP_MANIFEST.format(
         model_id=model_id, task=task, sha256=hashlib.sha256(data).hexdigest(), labels=labels,
-        layout=layout, size=size, spacing=spacing, sequence=sequence), encoding="utf-8")
+        layout=layout, size=size, spacing=spacing, sequence=sequence, channels=channels),
+        encoding="utf-8")
     return folder

@@ -79,6 +79,22 @@ def test_evaluate_cli_measures_usable_cases_and_skips_the_rest(smoke_build, tmp_
     assert [row["case"] for row in result["rows"]] == ["phantom_200000", "phantom_200001"]
 
 
+def test_staging_can_be_measured_on_a_segmentation_models_liver(smoke_build, tmp_path,
+                                                                 capsys):
+    """``--liver-from``: the liver comes from a segmentation model's labels, as in the app."""
+    models = ["--models-dir", str(smoke_build / "models_onnx")]
+    out = tmp_path / "result.json"
+    code = evaluate_main(["--data", str(smoke_build / "heldout_msd"), "--model",
+                          "liver-stage-cnnlstm", *models, "--liver-from", "liver-seg-deeplab",
+                          "--json", str(out)])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(out.read_text())
+    assert result["liver_from"] == "liver-seg-deeplab" and result["cases"] >= 1
+    assert evaluate_main(["--data", str(smoke_build / "heldout_msd"), "--model",
+                          "liver-stage-cnnlstm", *models, "--liver-from", "slice-triage"]) == 2
+    assert "--liver-from slice-triage: not a segmentation model" in capsys.readouterr().err
+
+
 def test_corrupt_cache_file_is_skipped(smoke_build, tmp_path, capsys):
     good = sorted((smoke_build / "cache" / "train").glob("*.npz"))[0]
     bad = tmp_path / "bad.npz"

@@ -19,13 +19,17 @@ def test_trained_model_onnx_matches_pytorch(smoke_build, model_id, tmp_path):
     assert parity(net, config, path, batches=2) <= PARITY_TOLERANCE
 
 
-@pytest.mark.parametrize("model_id", MODEL_IDS)
-def test_full_width_network_parity_with_trained_batchnorm_statistics(model_id, tmp_path):
+FULL_WIDTH = [TrainConfig(model=model_id) for model_id in MODEL_IDS] + [
+    TrainConfig(model="liver-stage-cnnlstm", liver_mask=True)]
+
+
+@pytest.mark.parametrize("config", FULL_WIDTH, ids=[
+    c.model + ("-liver-mask" if c.liver_mask else "") for c in FULL_WIDTH])
+def test_full_width_network_parity_with_trained_batchnorm_statistics(config, tmp_path):
     """The shipped widths: BatchNorm running statistics made non-trivial by forward passes in
     training mode, so the exporter's folding is really exercised."""
     import torch
 
-    config = TrainConfig(model=model_id)
     net = build_network(config)
     net.train()
     with torch.no_grad():

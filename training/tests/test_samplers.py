@@ -53,3 +53,27 @@ def test_tumour_share_sets_the_segmentation_draws():
     more = segmentation_sampler(CASES, TrainConfig(model="liver-tumor-seg", tumour_share=0.7))
     picks = more.draw(np.random.default_rng(2), 1000)
     assert 0.65 < np.mean([p in {(0, 4), (0, 5)} for p in picks]) < 0.8
+
+
+def test_staging_sequences_carry_the_liver_mask_beside_the_slices():
+    from training.samplers import SequenceSampler
+    from training.train import TrainConfig, _staging_batch
+
+    hu = np.arange(10 * 4 * 4, dtype=np.int16).reshape(10, 4, 4)
+    cases = [CachedCase(c.name, c.slice_hu, c.slice_labels, hu, c.stage_labels, c.stage)
+             for c in CASES]
+    plain = SequenceSampler(cases, length=4).sequence(cases[0], None)
+    masked = SequenceSampler(cases, length=4, liver_mask=True).sequence(cases[0], None)
+    assert plain.shape == (4, 1, 4, 4) and masked.shape == (4, 2, 4, 4)
+    np.testing.assert_array_equal(masked[:, 0], plain[:, 0])
+    picks = [2, 4, 5, 7]  # spread over the liver's slices 2-7
+    np.testing.assert_array_equal(masked[:, 0], hu[picks])
+    np.testing.assert_array_equal(masked[:, 1], cases[0].stage_labels[picks] > 0)
+
+    config = TrainConfig(model="liver-stage-cnnlstm", liver_mask=True, batch=3)
+    sampler = SequenceSampler(cases, length=4, liver_mask=True)
+    x, stages = _staging_batch(sampler, config, np.random.default_rng(0))
+    assert tuple(x.shape) == (3, 4, 2, 4, 4) and stages.shape == (3,)
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    # the mask stays a mask: mostly 0 or 1 (interpolated only at the edge)
+    assert float(((x[:, :, 1] < 0.01) | (x[:, :, 1] > 0.99)).float().mean()) > 0.5

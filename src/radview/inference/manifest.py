@@ -40,6 +40,8 @@ A complete example, with every field::
     dtype = "float32"                   # optional: float32 (default) or float16
     # antialias = true                  # optional (default false): smooth in-plane before
                                         # downsampling (pipeline.antialias_sigmas)
+    # liver_mask_channel = true         # optional (default false; staging): the last channel
+                                        # is the segmentation's liver mask (1 inside, 0 outside)
 
     [normalization]                     # window then rescale, or window then standardise
     window_low = -100.0                 # optional pair: clip to [window_low, window_high] first
@@ -121,7 +123,7 @@ _TOP_FIELDS = (
 )
 _INPUT_FIELDS = (
     "name", "layout", "size", "spacing_mm", "channels", "dynamic_axes", "sequence_length", "dtype",
-    "antialias",
+    "antialias", "liver_mask_channel",
 )
 _NORMALIZATION_FIELDS = ("window_low", "window_high", "scale", "mean", "std")
 _OUTPUT_FIELDS = ("name", "kind", "shape")
@@ -168,6 +170,8 @@ class InputSpec:
     dtype: str = "float32"
     #: smooth in-plane before downsampling, so noise averages over each model pixel
     antialias: bool = False
+    #: the last channel is the segmentation's liver mask (staging reads the image with it)
+    liver_mask_channel: bool = False
 
     def expected_shape(self) -> tuple[int | None, ...]:
         """The graph input's shape in ``layout`` order; ``None`` where any size is allowed."""
@@ -399,12 +403,10 @@ class _Parser:
         dtype = self.string(table, "dtype", "input", required=False) or "float32"
         if dtype not in _DTYPES:
             raise self.fail("input.dtype", f"expected one of {', '.join(_DTYPES)}, got {dtype!r}")
-        antialias = self.value(table, "antialias", "input", required=False)
-        if antialias is None:
-            antialias = False
-        elif not isinstance(antialias, bool):
-            raise self.fail("input.antialias", f"expected true or false, got "
-                                               f"{_describe(antialias)}")
+        liver_mask_channel = self.boolean(table, "liver_mask_channel", "input")
+        if liver_mask_channel and channels < 2:
+            raise self.fail("input.liver_mask_channel", f"needs at least 2 channels (image and "
+                                                        f"mask), got channels = {channels}")
         return InputSpec(
             name=self.string(table, "name", "input"),
             layout=layout,
@@ -414,7 +416,8 @@ class _Parser:
             dynamic_axes=dynamic_axes,
             sequence_length=sequence,
             dtype=dtype,
-            antialias=antialias,
+            antialias=self.boolean(table, "antialias", "input"),
+            liver_mask_channel=liver_mask_channel,
         )
 
     def normalization(self, table: dict[str, Any]) -> Normalization:
@@ -489,6 +492,15 @@ class _Parser:
         if not isinstance(value, str) or not value.strip():
             raise self.fail(_join(prefix, key), f"expected non-empty text, got {_describe(value)}")
         return value.strip()
+
+    def boolean(self, table, key, prefix) -> bool:
+        """An optional true/false setting (false when absent)."""
+        value = self.value(table, key, prefix, required=False)
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise self.fail(_join(prefix, key), f"expected true or false, got {_describe(value)}")
+        return value
 
     def integer(self, table, key, prefix, *, default: int | None = None) -> int:
         value = self.value(table, key, prefix, required=default is None)

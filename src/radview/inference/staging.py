@@ -91,12 +91,19 @@ def liver_slice_picks(liver_mask: np.ndarray, length: int,
 
 def staging_input(volume: Volume, labels: np.ndarray, manifest: ModelManifest,
                   warnings: list[str] | None = None) -> np.ndarray | None:
-    """The model input (1, T, 1, H, W) float32 in NTCHW order, or None when there is no liver."""
+    """The model input (1, T, C, H, W) float32 in NTCHW order, or None when there is no liver.
+
+    Channel 0 holds the slices; with ``input.liver_mask_channel`` channel 1 holds the liver
+    mask (liver and tumour) on the same grid.
+    """
     spec = manifest.input
-    if set(spec.layout) != set("NTCHW") or spec.sequence_length is None or spec.channels != 1:
+    channels = 2 if spec.liver_mask_channel else 1
+    if set(spec.layout) != set("NTCHW") or spec.sequence_length is None or (
+            spec.channels != channels):
         raise UnsupportedModelError(
-            f"model {manifest.id}: staging needs an N, T, C=1, H, W input with a fixed "
-            f"sequence_length (got layout {spec.layout})")
+            f"model {manifest.id}: staging needs an N, T, C, H, W input with a fixed "
+            f"sequence_length and C = 1 (the image), or C = 2 with liver_mask_channel (got "
+            f"layout {spec.layout}, {spec.channels} channels)")
     liver = (labels == LiverLabel.LIVER) | (labels == LiverLabel.TUMOUR)
     grid = to_model_grid(volume, spec.spacing_mm, tuple(spec.size), labels=liver.astype(np.uint8),
                          window_low=manifest.normalization.window_low, warnings=warnings,
@@ -104,7 +111,10 @@ def staging_input(volume: Volume, labels: np.ndarray, manifest: ModelManifest,
     picks = liver_slice_picks(grid.labels, spec.sequence_length)
     if picks is None:
         return None
-    sequence = normalise_intensities(grid.hu[picks], manifest)[None, :, None]  # N T C H W
+    planes = [normalise_intensities(grid.hu[picks], manifest)]
+    if spec.liver_mask_channel:
+        planes.append(grid.labels[picks].astype(np.float32))
+    sequence = np.stack(planes, axis=1)[None]  # N T C H W
     order = ["NTCHW".index(axis) for axis in spec.layout]
     return np.ascontiguousarray(sequence.transpose(order))
 
