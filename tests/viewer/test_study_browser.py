@@ -10,6 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
@@ -391,3 +392,14 @@ def test_header_markup_is_shown_literally(qtbot, panel, tmp_path, monkeypatch):
     panel.refresh()
     assert panel.patient_count() == 1
     assert panel.model.item(0).index().siblingAtColumn(COL_NAME).data() == "<b>x</b>, &amp;"
+
+
+def test_thumbnail_keeps_the_true_aspect_inside_a_black_square():
+    """A 2:1 field of view (pixels 2 mm wide, 1 mm high) fills the square's width and half its
+    height, centred on black."""
+    image = study_browser._square_thumbnail(np.full((80, 80), 200, np.uint8), 2.0, 1.0, 64)
+    assert (image.width(), image.height()) == (64, 64)
+    grey = [[image.pixelColor(x, y).red() for x in range(64)] for y in range(64)]
+    assert grey[32][0] == 200 and grey[32][63] == 200  # full width
+    assert grey[16][32] == 200 and grey[47][32] == 200  # the middle half of the height
+    assert grey[5][32] == 0 and grey[58][32] == 0  # black above and below

@@ -20,6 +20,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
 from PySide6.QtCore import (
     QEvent,
     QModelIndex,
@@ -33,14 +35,12 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import (
     QAction,
-    QColor,
     QDragEnterEvent,
     QDragMoveEvent,
     QDropEvent,
     QFont,
     QIcon,
     QImage,
-    QPainter,
     QPalette,
     QPixmap,
     QStandardItem,
@@ -156,26 +156,28 @@ def make_series_thumbnail(index_path: str, series_uid: str, size: int = THUMBNAI
         raise RadviewError(f"{problem.path}: {problem.reason}")
     volume = loaded.volume
     pixels = window_to_uint8(volume.voxels[0], window_for(volume))
-    pixels = pixels.copy(order="C")
-    rows, columns = pixels.shape
-    image = QImage(pixels.data, columns, rows, columns, QImage.Format.Format_Grayscale8).copy()
+    return _square_thumbnail(pixels, stack.spacing[0], stack.spacing[1], size)
 
-    width_mm, height_mm = columns * stack.spacing[0], rows * stack.spacing[1]
+
+def _square_thumbnail(pixels: np.ndarray, column_mm: float, row_mm: float, size: int) -> QImage:
+    """``pixels`` (uint8 rows x columns) scaled to true aspect inside a black ``size`` square.
+
+    Scaled and composed with Pillow, not ``QImage.scaled``/``QPainter``: those ran in this
+    worker thread and once crashed the process inside Qt's smooth scaling (which may hand work
+    to Qt's own thread pool); Pillow's resampling is plain, thread-safe C.
+    """
+    rows, columns = pixels.shape
+    width_mm, height_mm = columns * column_mm, rows * row_mm
     scale = size / max(width_mm, height_mm)
-    width = max(1, round(width_mm * scale))
-    height = max(1, round(height_mm * scale))
-    scaled = image.scaled(
-        width,
-        height,
-        Qt.AspectRatioMode.IgnoreAspectRatio,
-        Qt.TransformationMode.SmoothTransformation,
-    )
-    square = QImage(size, size, QImage.Format.Format_RGB32)
-    square.fill(QColor(0, 0, 0))
-    painter = QPainter(square)
-    painter.drawImage((size - width) // 2, (size - height) // 2, scaled)
-    painter.end()
-    return square
+    width = min(size, max(1, round(width_mm * scale)))
+    height = min(size, max(1, round(height_mm * scale)))
+    scaled = Image.fromarray(np.ascontiguousarray(pixels)).resize(
+        (width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    square = Image.new("L", (size, size), 0)
+    square.paste(scaled, ((size - width) // 2, (size - height) // 2))
+    data = np.ascontiguousarray(np.asarray(square))
+    # copy(): the QImage must own its pixels, not borrow the array's
+    return QImage(data.data, size, size, size, QImage.Format.Format_Grayscale8).copy()
 
 
 # ---------------------------------------------------------------------------- formatting
