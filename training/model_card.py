@@ -86,7 +86,9 @@ def _fmt(value: dict | float | None) -> str:
     return f"{value:.3f}"
 
 
-def _metrics_table(result: dict) -> list[str]:
+def _metrics_table(result: dict, app_liver: dict | None = None) -> list[str]:
+    """The held-out table; ``app_liver``: the staging evaluation on the segmentation model's
+    liver instead of the truth's (what the app does)."""
     summary = result["summary"]
     lines = ["| Metric | Held-out value |", "|---|---|"]
     if result["task"] == "segmentation":
@@ -146,6 +148,12 @@ def _metrics_table(result: dict) -> list[str]:
         alow, ahigh = summary["accuracy_ci95"]
         lines += [f"| Macro-F1 | {summary['macro_f1']:.3f} (95% CI {low:.3f}-{high:.3f}) |",
                   f"| Accuracy | {summary['accuracy']:.3f} (95% CI {alow:.3f}-{ahigh:.3f}) |"]
+        if app_liver and app_liver.get("summary"):
+            app = app_liver["summary"]
+            low, high = app["macro_f1_ci95"]
+            lines.append(f"| Macro-F1 on {app_liver['liver_from']}'s liver (as in the app; "
+                         f"{app_liver['cases']} scans) | {app['macro_f1']:.3f} (95% CI "
+                         f"{low:.3f}-{high:.3f}) |")
         labels = summary["labels"]
         lines += ["", "Confusion matrix (rows: truth, columns: predicted):", "",
                   "| truth \\ predicted | " + " | ".join(labels) + " |",
@@ -176,7 +184,7 @@ def _search_table(search: dict) -> list[str]:
 def write_model_card(path: Path, model_id: str, result: dict, summary: dict, export: dict,
                      search: dict | None, real_checks: Path | None,
                      postprocess_table: str | None = None,
-                     quantization: dict | None = None) -> Path:
+                     quantization: dict | None = None, app_liver: dict | None = None) -> Path:
     config = summary["config"]
     first, count = SPLITS["train"]
     vfirst, vcount = SPLITS["val"]
@@ -224,7 +232,7 @@ def write_model_card(path: Path, model_id: str, result: dict, summary: dict, exp
         "(resampling, post-processing) on the source grid; 95 % confidence intervals by "
         "bootstrap over scans (`python -m training.evaluate`).",
         "",
-        *_metrics_table(result),
+        *_metrics_table(result, app_liver),
         "",
         "## Export",
         f"ONNX opset 17, {export['size_mb']:.1f} MB; ONNX Runtime vs PyTorch logits max "

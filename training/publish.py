@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nibabel as nib
 
+from radview.inference.manifest import ModelTask
 from radview.io.convert import volume_to_nifti
 from training.data import SPLITS, STAGES, phantom_config
 from training.export import (
@@ -30,6 +31,10 @@ from training.train import MODEL_IDS, TrainConfig, load_best
 
 __all__ = ["export_all", "write_heldout_msd", "evaluate_all", "headline_metrics"]
 
+#: the segmentation model whose liver the app stages by default (analyze prefers a model that
+#: also segments tumours), and where the staging evaluation on it is saved
+APP_LIVER_MODEL = "liver-tumor-seg"
+APP_LIVER_RESULT = "heldout_app_liver.json"
 _STAGE_NAMES = dict(zip(("mild", "moderate", "severe", "end_stage"), STAGES, strict=True))
 
 
@@ -97,6 +102,10 @@ def _read_if_exists(path: Path) -> str | None:
     return path.read_text() if path.exists() else None
 
 
+def _read_json_if_exists(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def headline_metrics(result: dict) -> dict[str, float]:
     """The numbers that go into model.toml's [metrics] (held-out means)."""
     summary = result["summary"]
@@ -134,6 +143,13 @@ def evaluate_all(cache: Path, work: Path, models_out: Path, search_result: dict,
             raise SystemExit(f"evaluate {model_id}: no held-out case could be measured")
         (work / "runs" / model_id / "heldout.json").write_text(
             json.dumps(result, indent=1, default=float))
+        if model.manifest.task is ModelTask.STAGING and (
+                models_out / APP_LIVER_MODEL / "model.toml").exists():
+            # what a user gets: the stage read from the segmentation's liver, not the truth's
+            on_app_liver = evaluate(heldout, model, log=log,
+                                    liver_from=find_model(APP_LIVER_MODEL, models_out))
+            (work / "runs" / model_id / APP_LIVER_RESULT).write_text(
+                json.dumps(on_app_liver, indent=1, default=float))
         metrics = write_card(work, models_out, model_id, search_result)
         results[model_id] = result["summary"]
         log(f"evaluate {model_id}: {json.dumps(metrics)} ({time.perf_counter() - started:.0f} s)")
@@ -167,7 +183,7 @@ def write_card(work: Path, models_out: Path, model_id: str, search_result: dict)
     write_model_card(folder / "MODEL_CARD.md", model_id, result, summary, export,
                      search_result if model_id == "liver-tumor-seg" else None,
                      work / "real_checks.md", _read_if_exists(work / "tune_postprocess.txt"),
-                     _quantization(work, model_id))
+                     _quantization(work, model_id), _read_json_if_exists(runs / APP_LIVER_RESULT))
     write_manifest(folder, TrainConfig.from_dict(summary["config"]), "model.onnx", metrics,
                    training_data_text((SPLITS["train"][0],
                                        SPLITS["train"][0] + SPLITS["train"][1] - 1)))

@@ -72,3 +72,27 @@ def test_search_ran_random_and_bayesian_trials(smoke_build):
     search = json.loads((smoke_build / "runs" / "search" / "search.json").read_text())
     assert {row["method"] for row in search["trials"]} == {"random", "tpe"}
     assert search["best"]["score"] == max(row["score"] for row in search["trials"])
+
+
+def test_staging_card_gives_the_stage_measured_on_the_apps_liver_beside_the_truths(
+        smoke_build, tmp_path):
+    """The card's staging table has a row for the stage read from the segmentation's liver
+    (saved by publish.evaluate_all as runs/<id>/heldout_app_liver.json), with its own numbers."""
+    import json
+
+    from training.model_card import write_model_card
+
+    runs = smoke_build / "runs" / "liver-stage-cnnlstm"
+    result = json.loads((runs / "heldout.json").read_text())
+    summary = json.loads((runs / "summary.json").read_text())
+    export = json.loads((runs / "export.json").read_text())
+    app_liver = {**result, "liver_from": "liver-tumor-seg", "cases": 7,
+                 "summary": {**result["summary"], "macro_f1": 0.4321,
+                             "macro_f1_ci95": [0.1234, 0.5678]}}
+    card = write_model_card(tmp_path / "card.md", "liver-stage-cnnlstm", result, summary,
+                            export, None, None, app_liver=app_liver).read_text()
+    assert ("| Macro-F1 on liver-tumor-seg's liver (as in the app; 7 scans) | 0.432 "
+            "(95% CI 0.123-0.568) |") in card
+    plain = write_model_card(tmp_path / "plain.md", "liver-stage-cnnlstm", result, summary,
+                             export, None, None).read_text()
+    assert "as in the app" not in plain
