@@ -65,6 +65,15 @@ MODEL_LIMITS = {
         "as that blob was the largest, lost the liver itself (see the real CT checks): the "
         "phantoms have no shoulders or arms. Do not use it on chest CT without looking.",
     ],
+    "liver-stage-cnnlstm": [
+        "Moderate and Mild are the stages it confuses most (see the confusion matrix; on the "
+        "200 validation phantoms more than a third of the Moderate livers were called Mild): "
+        "what separates them in the phantoms is a faint parenchymal texture and the degree "
+        "of steatosis. Treat a Mild or Moderate call with caution.",
+        "Its score depends on the training run: the same settings trained with another seed "
+        "gave a macro-F1 of 0.675 instead of 0.731 on 200 validation phantoms, so the "
+        "held-out number above is probably on the lucky side of what these settings give.",
+    ],
     "slice-triage": [
         "Tumour-free slices through the liver are the hard negatives: the AUC among slices "
         "through the liver is lower than over all slices, which include the easy slices "
