@@ -9,7 +9,9 @@ Steps, each skipped when its output exists (so an interrupted run resumes):
 3. ``train``: the four models with their budgets (training.train; checkpoints resume);
 4. ``export``: ONNX (opset 17) + model.toml into ``models-out``, with the parity check;
 5. ``evaluate``: the tumour speck-threshold table on the validation phantoms
-   (training.tune_postprocess), then held-out test metrics through the app's own pipelines
+   (training.tune_postprocess), the U-Net's lesion filter fitted on the ``lesion_filter``
+   phantoms and written into its model.toml (training.lesion_filter; refitted only when the
+   ONNX file changed), then held-out test metrics through the app's own pipelines
    (training.evaluate), written into each model.toml and MODEL_CARD.md (``cards`` rewrites
    those two from the saved evaluations, e.g. after editing the real-CT notes).
 

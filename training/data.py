@@ -60,9 +60,11 @@ _STAGE_INDEX = {LiverStage.MILD: 0, LiverStage.MODERATE: 1, LiverStage.SEVERE: 2
                 LiverStage.END_STAGE: 3}
 #: split -> (first seed, count). Disjoint; the test split is never used for training or search.
 #: ``val_extra`` is more validation for choosing between finished models (40 scans give a
-#: staging F1 95 % interval 0.28 wide); no training run reads it.
+#: staging F1 95 % interval 0.28 wide); no training run reads it. ``lesion_filter``: the
+#: scans the segmentation model's lesion filter is fitted on (training/lesion_filter.py), new
+#: to the network, so its false positives there are like those on unseen scans.
 SPLITS = {"train": (0, 480), "val": (100_000, 40), "test": (200_000, 120),
-          "val_extra": (300_000, 160)}
+          "val_extra": (300_000, 160), "lesion_filter": (400_000, 320)}
 
 
 class DatasetError(RadviewError):

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from radview.inference.lesion_filter import LesionFilterSpec
 from training.data import (
     HU_WINDOW,
     SEQUENCE_LENGTH,
@@ -120,7 +121,8 @@ def _toml_value(value) -> str:
 
 
 def write_manifest(folder: Path, config: TrainConfig, onnx_name: str,
-                   metrics: dict[str, float], training_data: str) -> Path:
+                   metrics: dict[str, float], training_data: str,
+                   lesion_filter: LesionFilterSpec | None = None) -> Path:
     """Write ``folder/model.toml``; it names ``MODEL_CARD.md`` once that card exists."""
     model = config.model
     staging = model == "liver-stage-cnnlstm"
@@ -171,8 +173,20 @@ def write_manifest(folder: Path, config: TrainConfig, onnx_name: str,
         "",
     ]
     path = folder / "model.toml"
-    path.write_text("\n".join(lines))
+    path.write_text(with_lesion_filter("\n".join(lines), lesion_filter))
     return path
+
+
+def with_lesion_filter(manifest_text: str, lesion_filter: LesionFilterSpec | None) -> str:
+    """``manifest_text`` with its ``[lesion_filter]`` table (always the last one) replaced by
+    ``lesion_filter``'s, or removed when None. Values at full precision: the app must apply
+    exactly the fitted filter."""
+    text = manifest_text.split("[lesion_filter]", 1)[0].rstrip("\n") + "\n"
+    if lesion_filter is None:
+        return text
+    return text + "\n".join(["", "[lesion_filter]", *(
+        f"{key} = {json.dumps(value)}" for key, value in lesion_filter.as_toml_table().items()),
+        ""])
 
 
 def training_data_text(seeds: tuple[int, int]) -> str:

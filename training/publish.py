@@ -22,7 +22,9 @@ from training.export import (
     PARITY_TOLERANCE,
     export_onnx,
     parity,
+    sha256_of,
     training_data_text,
+    with_lesion_filter,
     write_manifest,
 )
 from training.model_card import write_model_card
@@ -35,6 +37,8 @@ __all__ = ["export_all", "write_heldout_msd", "evaluate_all", "headline_metrics"
 #: also segments tumours), and where the staging evaluation on it is saved
 APP_LIVER_MODEL = "liver-tumor-seg"
 APP_LIVER_RESULT = "heldout_app_liver.json"
+#: where a segmentation model's fitted lesion filter is saved (in its runs folder)
+LESION_FILTER_RESULT = "lesion_filter.json"
 _STAGE_NAMES = dict(zip(("mild", "moderate", "severe", "end_stage"), STAGES, strict=True))
 
 
@@ -131,6 +135,7 @@ def evaluate_all(cache: Path, work: Path, models_out: Path, search_result: dict,
     heldout = write_heldout_msd(work / "heldout_msd", 2 if smoke else None, log=log)
     if (models_out / "liver-tumor-seg" / "model.toml").exists():
         _tune_postprocess(work, models_out, smoke, log)
+        fit_lesion_filter(work, models_out, "liver-tumor-seg", smoke, log)
     results = {}
     for model_id in MODEL_IDS:
         folder = models_out / model_id
@@ -143,6 +148,8 @@ def evaluate_all(cache: Path, work: Path, models_out: Path, search_result: dict,
             raise SystemExit(f"evaluate {model_id}: no held-out case could be measured")
         (work / "runs" / model_id / "heldout.json").write_text(
             json.dumps(result, indent=1, default=float))
+        if model.manifest.lesion_filter is not None:
+            _heldout_lesion_filter_table(work, heldout, models_out, model_id, log)
         if model.manifest.task is ModelTask.STAGING and (
                 models_out / APP_LIVER_MODEL / "model.toml").exists():
             # what a user gets: the stage read from the segmentation's liver, not the truth's
@@ -171,6 +178,50 @@ def _tune_postprocess(work: Path, models_out: Path, smoke: bool, log) -> None:
             log(f"tune_postprocess {line} ({time.perf_counter() - started:.0f} s)")
 
 
+def fit_lesion_filter(work: Path, models_out: Path, model_id: str, smoke: bool, log) -> None:
+    """Fit ``model_id``'s lesion filter on the ``lesion_filter`` phantoms (training/
+    lesion_filter.py) unless ``runs/<id>/lesion_filter.json`` already holds one for this very
+    ONNX file, and write it into the model's manifest (None fitted: the manifest has none)."""
+    from training.lesion_filter import collect, fit_result
+
+    path = work / "runs" / model_id / LESION_FILTER_RESULT
+    model_sha = sha256_of(models_out / model_id / "model.onnx")
+    saved = _read_json_if_exists(path)
+    if saved is None or saved.get("model_sha256") != model_sha:
+        started = time.perf_counter()
+        scans = write_heldout_msd(work / "lesion_filter_msd", 2 if smoke else None, log=log,
+                                  split="lesion_filter")
+        saved = fit_result(collect(scans, model_id, log=log, models_dir=models_out), model_sha)
+        path.write_text(json.dumps(saved or {"model_sha256": model_sha, "spec": None},
+                                   indent=1))
+        log(f"lesion filter for {model_id}: "
+            f"{'threshold ' + str(saved['spec']['threshold']) if saved else 'too few components'}"
+            f" ({time.perf_counter() - started:.0f} s)")
+    manifest = models_out / model_id / "model.toml"
+    manifest.write_text(with_lesion_filter(manifest.read_text(), _lesion_filter(work, model_id)))
+
+
+def _heldout_lesion_filter_table(work: Path, heldout: Path, models_out: Path, model_id: str,
+                                 log) -> None:
+    """For the card: detection on the held-out scans at every filter threshold (the threshold
+    itself was chosen on the fitting scans, never here)."""
+    from training.lesion_filter import collect, threshold_table
+
+    path = work / "runs" / model_id / LESION_FILTER_RESULT
+    saved = json.loads(path.read_text())
+    saved["heldout_table"] = threshold_table(
+        collect(heldout, model_id, log=log, models_dir=models_out), saved)
+    path.write_text(json.dumps(saved, indent=1))
+
+
+def _lesion_filter(work: Path, model_id: str):
+    """The saved lesion filter of ``model_id`` (None: none fitted)."""
+    from training.lesion_filter import spec_from_result
+
+    saved = _read_json_if_exists(work / "runs" / model_id / LESION_FILTER_RESULT)
+    return spec_from_result(saved) if saved and saved.get("spec") else None
+
+
 def write_card(work: Path, models_out: Path, model_id: str, search_result: dict) -> dict:
     """The model card and the manifest's metrics from the saved held-out evaluation
     (``runs/<id>/heldout.json``), training summary and export check; returns the metrics."""
@@ -183,8 +234,10 @@ def write_card(work: Path, models_out: Path, model_id: str, search_result: dict)
     write_model_card(folder / "MODEL_CARD.md", model_id, result, summary, export,
                      search_result if model_id == "liver-tumor-seg" else None,
                      work / "real_checks.md", _read_if_exists(work / "tune_postprocess.txt"),
-                     _quantization(work, model_id), _read_json_if_exists(runs / APP_LIVER_RESULT))
+                     _quantization(work, model_id), _read_json_if_exists(runs / APP_LIVER_RESULT),
+                     _read_json_if_exists(runs / LESION_FILTER_RESULT))
     write_manifest(folder, TrainConfig.from_dict(summary["config"]), "model.onnx", metrics,
                    training_data_text((SPLITS["train"][0],
-                                       SPLITS["train"][0] + SPLITS["train"][1] - 1)))
+                                       SPLITS["train"][0] + SPLITS["train"][1] - 1)),
+                   lesion_filter=_lesion_filter(work, model_id))
     return metrics

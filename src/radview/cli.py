@@ -364,6 +364,10 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         for lesion in findings.lesions:
             print(f"  lesion {lesion.id}: {lesion.long_axis.value:.1f} x "
                   f"{lesion.short_axis.value:.1f} mm, {lesion.volume.value:.2f} mL")
+        if manifest.lesion_filter is not None and seg.lesions_set_aside is not None:
+            print(f"  lesion filter: {seg.lesions_set_aside} candidate region(s) below "
+                  f"{manifest.lesion_filter.threshold:.0%} lesion probability set aside "
+                  "(labelled liver)")
     if result.staging is not None:
         ranked = ", ".join(f"{name} {p:.0%}" for name, p in result.staging.probabilities.items())
         print(f"liver disease stage (model {result.staging.model_id}, decision support): "

@@ -124,6 +124,24 @@ def test_cli_analyze_end_to_end_with_report(series, model, tmp_path, capsys):
     assert "tiny-liver-seg" in report and "CPUExecutionProvider" in report
 
 
+def test_cli_analyze_says_what_the_lesion_filter_set_aside(series, tmp_path, capsys):
+    folder, _ = series
+    # a filter that keeps only tumour components over 1e6 mm^3: the phantom's lesion goes
+    install_band_model(default_user_dir(), "tiny-liver-seg", spacing=(1.0, 1.0),
+                       lesion_filter_bias=-float(np.log(1e6)))
+    out = tmp_path / "out"
+    code = main(["analyze", str(folder), "--out", str(out), "--report", "--device", "cpu"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "0 lesion(s)" in printed.out
+    assert ("lesion filter: 1 candidate region(s) below 50% lesion probability set aside "
+            "(labelled liver)") in printed.out
+    [entry] = json.loads((out / "measurements.json").read_text(encoding="utf-8"))["models"]
+    assert entry["lesions_set_aside"] == 1 and entry["lesion_filter_threshold"] == 0.5
+    assert "lesion filter gave less than a 50 % probability of being a lesion (1 in this scan)" \
+        in _report_words(out)
+
+
 def test_cli_analyze_deidentified_pseudonymises_the_series_uid(series, model, tmp_path):
     folder, _ = series
     out = tmp_path / "out"

@@ -84,12 +84,15 @@ def test_documented_example_is_valid():
     assert manifest.license == "Apache-2.0"
     assert manifest.card == "MODEL_CARD.md"
     assert manifest.onnx_path == Path("/models/liver/model.onnx")
+    assert manifest.lesion_filter.threshold == 0.3
+    assert manifest.lesion_filter.weights[1] == 1.1 and len(manifest.lesion_filter.mean) == 8
 
 
 def test_documented_example_mentions_every_field():
     example = docstring_example()
     fields = {*manifest_module._TOP_FIELDS, *manifest_module._INPUT_FIELDS,
-              *manifest_module._NORMALIZATION_FIELDS, *manifest_module._OUTPUT_FIELDS}
+              *manifest_module._NORMALIZATION_FIELDS, *manifest_module._OUTPUT_FIELDS,
+              *manifest_module._LESION_FILTER_FIELDS}
     missing = {f for f in fields if f"{f} =" not in example and f"[{f}]" not in example}
     assert not missing
 
@@ -147,6 +150,17 @@ def test_3d_layout_takes_three_sizes():
     assert parse(text).input.expected_shape() == (None, 3, 32, 64, 64)
 
 
+LESION_FILTER = """
+[lesion_filter]
+features = ["log_volume_mm3", "mean_probability", "max_probability", "contrast_hu",
+            "contrast_to_noise", "shell_sd_hu", "roundness", "edge_fraction"]
+mean = [0, 0, 0, 0, 0, 0, 0, 0]
+scale = [1, 1, 1, 1, 1, 1, 1, 1]
+weights = [0, 1, 0, 0, 0, 0, 0, 0]
+bias = -0.5
+threshold = 0.4
+"""
+
 BROKEN = [
     # (what to replace, replacement, field, words in the message)
     ('id = "liver-seg"\n', "", "id", "missing"),
@@ -196,6 +210,20 @@ BROKEN = [
     ("[metrics]\ndice_liver = 0.9\n", "", "metrics", "missing"),
     ('id = "liver-seg"', 'schema_version = 2\nid = "liver-seg"', "schema_version",
      "not supported"),
+    # the lesion filter: exactly the features this radview computes, a probability threshold
+    ("dice_liver = 0.9\n", "dice_liver = 0.9\n" + LESION_FILTER.replace(
+        '"roundness", "edge_fraction"', '"edge_fraction", "roundness"'),
+     "lesion_filter.features", "the features this radview computes"),
+    ("dice_liver = 0.9\n", "dice_liver = 0.9\n" + LESION_FILTER.replace(
+        "threshold = 0.4", "threshold = 1.5"), "lesion_filter.threshold", "from 0 to 1"),
+    ("dice_liver = 0.9\n", "dice_liver = 0.9\n" + LESION_FILTER.replace(
+        "scale = [1, 1, 1, 1, 1, 1, 1, 1]", "scale = [1, 1, 1, 0, 1, 1, 1, 1]"),
+     "lesion_filter.scale", "positive numbers"),
+    ("dice_liver = 0.9\n", "dice_liver = 0.9\n" + LESION_FILTER.replace(
+        "bias = -0.5", "bias = -0.5\ncutoff = 2"), "lesion_filter.cutoff", "unknown"),
+    ("dice_liver = 0.9\n", "dice_liver = 0.9\n" + LESION_FILTER.replace(
+        "weights = [0, 1, 0, 0, 0, 0, 0, 0]", "weights = [0, 1]"),
+     "lesion_filter.weights", "a list of 8 numbers"),
 ]
 
 
@@ -253,3 +281,14 @@ def test_manifest_is_immutable():
         manifest.id = "other"  # type: ignore[misc]
     with pytest.raises(TypeError):
         manifest.labels[5] = "x"  # type: ignore[index]
+
+
+def test_lesion_filter_is_optional_and_only_for_segmentation():
+    assert parse(MINIMAL).lesion_filter is None
+    spec = parse(MINIMAL + LESION_FILTER).lesion_filter
+    assert spec.weights == (0, 1, 0, 0, 0, 0, 0, 0) and spec.bias == -0.5
+    assert spec.threshold == 0.4
+    triage = MINIMAL.replace('task = "segmentation"', 'task = "triage"') + LESION_FILTER
+    with pytest.raises(ManifestError, match="only segmentation models have one") as caught:
+        parse(triage)
+    assert caught.value.field == "lesion_filter"

@@ -21,6 +21,7 @@ import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 from radview.core.volume import Volume
+from radview.inference.lesion_filter import FEATURES
 
 AIR_HU, FAT_HU, LIVER_HU, TUMOUR_HU = -1000, -100, 60, 150
 
@@ -78,17 +79,33 @@ def band_model_bytes(*, channels: int = 3, size: tuple[int, int] = (64, 64)) -> 
 
 def install_band_model(models_dir: Path, model_id: str = "tiny-liver-seg", *,
                        spacing: tuple[float, ...] = (1.0, 1.0), size: tuple[int, int] = (64, 64),
-                       channels: int = 3, modality: str = "CT") -> Path:
-    """Write ``models_dir/model_id/{model.onnx, model.toml}`` (sha256 computed); the folder."""
+                       channels: int = 3, modality: str = "CT",
+                       lesion_filter_bias: float | None = None) -> Path:
+    """Write ``models_dir/model_id/{model.onnx, model.toml}`` (sha256 computed); the folder.
+    ``lesion_filter_bias``: the manifest gets a lesion filter keeping tumour components with
+    ln(volume in mm^3) + bias >= 0 (P(lesion) = sigmoid of that, threshold 0.5)."""
     folder = Path(models_dir) / model_id
     folder.mkdir(parents=True, exist_ok=True)
     data = band_model_bytes(channels=channels, size=size)
     (folder / "model.onnx").write_bytes(data)
     (folder / "model.toml").write_text(MANIFEST.format(
         model_id=model_id, modality=modality, sha256=hashlib.sha256(data).hexdigest(),
-        height=size[0], width=size[1], spacing=list(spacing), channels=channels),
+        height=size[0], width=size[1], spacing=list(spacing), channels=channels)
+        + ("" if lesion_filter_bias is None else LESION_FILTER.format(
+            features=list(FEATURES), bias=lesion_filter_bias)),
         encoding="utf-8")
     return folder
+
+
+LESION_FILTER = """
+[lesion_filter]
+features = {features}
+mean = [0, 0, 0, 0, 0, 0, 0, 0]
+scale = [1, 1, 1, 1, 1, 1, 1, 1]
+weights = [1, 0, 0, 0, 0, 0, 0, 0]
+bias = {bias}
+threshold = 0.5
+"""
 
 
 def phantom(shape: tuple[int, int, int] = (24, 96, 96),

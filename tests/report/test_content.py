@@ -188,6 +188,14 @@ def test_methods_say_what_lesion_size_an_ai_segmentation_never_reports(sample):
     ]).findings.methods)
     assert by_model["Lesions found"].startswith("automatic segmentation (liver-tumor-seg)")
     assert f"smaller than {TUMOUR_MIN_VOLUME_MM3:g} mm\u00b3" in by_model["Lesions found"]
+    assert "lesion filter" not in by_model["Lesions found"]  # this model ran without one
+    # with a lesion filter: its threshold and what it set aside in this scan
+    filtered = dict(_build(sample, provenance=[
+        {"id": "liver-tumor-seg", "task": "segmentation", "segments_tumour": True,
+         "lesion_filter_threshold": 0.15, "lesions_set_aside": 2},
+    ]).findings.methods)
+    assert ("nor candidate regions its lesion filter gave less than a 15 % probability of "
+            "being a lesion (2 in this scan)") in filtered["Lesions found"]
     # a liver-only model finds no lesion at all; the report must not imply a size rule
     liver_only = dict(_build(sample, provenance=[
         {"id": "liver-seg-deeplab", "task": "segmentation", "segments_tumour": False},

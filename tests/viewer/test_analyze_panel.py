@@ -78,6 +78,21 @@ def test_run_segments_the_shown_volume_and_sets_the_labels(qtbot, sessions, mode
     assert panel.run_button.isEnabled() and panel.cancel_button.isHidden()
 
 
+def test_the_status_says_how_many_candidates_the_lesion_filter_set_aside(qtbot, sessions,
+                                                                          tmp_path):
+    folder = tmp_path / "models"
+    # a filter that keeps only components over 1e6 mm^3: the 5 mm tumour is set aside
+    install_band_model(folder, lesion_filter_bias=-float(np.log(1e6)))
+    state = ViewerState()
+    panel = _panel(qtbot, state, sessions, folder)
+    state.show_volume(_small_phantom()[0])
+    result = _run(qtbot, panel)
+    assert result.lesions_set_aside == 1
+    assert not np.any(state.labels.volume.voxels == 2)  # shown as liver
+    assert ("Lesion filter: 1 candidate region(s) below 50 % lesion probability set aside "
+            "(shown as liver).") in panel.status.text()
+
+
 def test_no_liver_is_a_message_and_labels_are_still_set(qtbot, sessions, models_dir):
     state = ViewerState()
     panel = _panel(qtbot, state, sessions, models_dir)

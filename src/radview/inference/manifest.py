@@ -59,6 +59,15 @@ A complete example, with every field::
     dice_liver = 0.96
     dice_tumor = 0.71
 
+    [lesion_filter]                     # optional, segmentation only (lesion_filter.py):
+    features = ["log_volume_mm3", "mean_probability", "max_probability", "contrast_hu",
+                "contrast_to_noise", "shell_sd_hu", "roundness", "edge_fraction"]
+    mean = [7.1, 0.7, 0.95, -20.0, 1.2, 18.0, 0.5, 0.1]     # a logistic regression over these
+    scale = [1.2, 0.1, 0.05, 25.0, 1.0, 6.0, 0.2, 0.15]     # component features (exactly
+    weights = [0.8, 1.1, 0.4, -0.6, 0.9, -0.3, 0.2, -0.5]   # lesion_filter.FEATURES, in order),
+    bias = 1.5                          # each standardised as (x - mean) / scale (scale > 0);
+    threshold = 0.3                     # components with P(lesion) < threshold become liver
+
 Rules
 -----
 * Every field not marked optional is required; unknown fields are errors (a typo such as
@@ -89,6 +98,7 @@ from types import MappingProxyType
 from typing import Any
 
 from radview.core.errors import InputFileError
+from radview.inference.lesion_filter import FEATURES, LesionFilterSpec
 
 __all__ = [
     "MANIFEST_FILE_NAME",
@@ -119,7 +129,7 @@ _MAX_LABEL = 255  # label maps are uint8
 _TOP_FIELDS = (
     "schema_version", "id", "version", "task", "modality", "file", "sha256", "opset",
     "training_data", "license", "license_file", "card", "labels", "input", "normalization",
-    "output", "metrics",
+    "output", "metrics", "lesion_filter",
 )
 _INPUT_FIELDS = (
     "name", "layout", "size", "spacing_mm", "channels", "dynamic_axes", "sequence_length", "dtype",
@@ -127,6 +137,7 @@ _INPUT_FIELDS = (
 )
 _NORMALIZATION_FIELDS = ("window_low", "window_high", "scale", "mean", "std")
 _OUTPUT_FIELDS = ("name", "kind", "shape")
+_LESION_FILTER_FIELDS = ("features", "mean", "scale", "weights", "bias", "threshold")
 
 
 class ManifestError(InputFileError):
@@ -227,6 +238,8 @@ class ModelManifest:
     license_file: str | None = None
     card: str | None = None
     schema_version: int = SCHEMA_VERSION
+    #: segmentation only: the fitted false-positive filter for tumour components
+    lesion_filter: LesionFilterSpec | None = None
 
     @property
     def folder(self) -> Path:
@@ -345,6 +358,8 @@ class _Parser:
             license=self.string(raw, "license", "", required=False),
             license_file=self.file_name(raw, "license_file", required=False),
             card=self.file_name(raw, "card", required=False),
+            lesion_filter=(self.lesion_filter(self.table(raw, "lesion_filter", ""), task)
+                           if "lesion_filter" in raw else None),
         )
 
     # -- tables
@@ -467,6 +482,29 @@ class _Parser:
                                                 f"names, got {_describe(shape)}")
             shape = tuple(shape)
         return OutputSpec(name=self.string(table, "name", "output"), kind=kind, shape=shape)
+
+    def lesion_filter(self, table: dict[str, Any], task: ModelTask) -> LesionFilterSpec:
+        self.no_unknown(table, _LESION_FILTER_FIELDS, "lesion_filter")
+        if task is not ModelTask.SEGMENTATION:
+            raise self.fail("lesion_filter", f"only segmentation models have one, this is a "
+                                             f"{task.value} model")
+        features = self.value(table, "features", "lesion_filter")
+        if features != list(FEATURES):
+            raise self.fail("lesion_filter.features",
+                            f"expected exactly {list(FEATURES)} (the features this radview "
+                            f"computes, in order), got {_describe(features)}")
+        lengths = (len(FEATURES),)
+        threshold = self.number(table, "threshold", "lesion_filter")
+        if not 0.0 <= threshold <= 1.0:  # type: ignore[operator]
+            raise self.fail("lesion_filter.threshold",
+                            f"expected a probability from 0 to 1, got {threshold}")
+        return LesionFilterSpec(
+            mean=tuple(self.float_list(table, "mean", "lesion_filter", lengths=lengths)),
+            scale=tuple(self.float_list(table, "scale", "lesion_filter", lengths=lengths,
+                                        positive=True)),
+            weights=tuple(self.float_list(table, "weights", "lesion_filter", lengths=lengths)),
+            bias=self.number(table, "bias", "lesion_filter"),  # type: ignore[arg-type]
+            threshold=threshold)  # type: ignore[arg-type]
 
     def metrics(self, table: dict[str, Any]) -> Mapping[str, float]:
         metrics: dict[str, float] = {}

@@ -49,7 +49,12 @@ neighbour label resampling gave. Then, on the source grid:
   background. A lesion bulging out of the liver by more than 2 mm is trimmed to that margin;
 * **specks**: tumour components smaller than :data:`TUMOUR_MIN_VOLUME_MM3` become liver;
 * **hole filling**: background enclosed by liver + tumour within an axial slice becomes liver
-  (vessels, partial-volume gaps).
+  (vessels, partial-volume gaps);
+* **lesion filter** (only when the manifest has ``[lesion_filter]``): each remaining tumour
+  component gets a probability of being a real lesion from its size, the model's tumour
+  probability inside it, its contrast to the liver around it, its shape and its place at the
+  liver's edge (:mod:`radview.inference.lesion_filter`); below the manifest's threshold it
+  becomes liver, and ``SegmentationResult.lesions_set_aside`` counts it.
 
 An empty result (no liver) is not an error here; the caller reports "no liver found".
 """
@@ -67,6 +72,7 @@ from scipy import ndimage
 from radview.core.errors import LoadCancelled, RadviewError
 from radview.core.labelmap import LiverLabel
 from radview.core.volume import Rescale, Volume
+from radview.inference.lesion_filter import filter_lesions
 from radview.inference.manifest import ModelManifest, OutputKind
 from radview.inference.registry import RegisteredModel, check_modality
 from radview.inference.runtime import SessionCache
@@ -124,6 +130,10 @@ class SegmentationResult:
     seconds: float
     fallback_reason: str | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    #: (z, y, x) uint8 (255 = 1) on the source grid, only when asked for
+    tumour_probability: np.ndarray | None = None
+    #: tumour components the manifest's lesion filter turned into liver (None: no filter ran)
+    lesions_set_aside: int | None = None
 
     @property
     def has_liver(self) -> bool:
@@ -141,6 +151,8 @@ def segment(
     cancel: CancelCallback | None = None,
     batch_size: int = 1,
     force: bool = False,
+    apply_lesion_filter: bool = True,
+    keep_tumour_probability: bool = False,
 ) -> SegmentationResult:
     """Segment liver and tumour in ``volume`` with ``model`` (see the module docstring).
 
@@ -163,6 +175,10 @@ def segment(
         Slices per inference call (1 when the model's batch axis is fixed).
     force
         Run a model on a series of another modality (a warning is recorded).
+    apply_lesion_filter
+        Apply the manifest's lesion filter, if it has one (False: to fit one, in training).
+    keep_tumour_probability
+        Return the tumour probability on the source grid too (uint8, 255 = 1).
 
     Returns
     -------
@@ -209,16 +225,32 @@ def segment(
     del resampled
 
     labels = np.zeros(volume.shape, np.uint8)
+    lesion_filter = manifest.lesion_filter if apply_lesion_filter else None
+    # the tumour probability on the source grid, for the lesion filter (uint8, 255 = 1)
+    tumour_channel = _tumour_channel(lut)
+    wants_probability = tumour_channel is not None and (
+        lesion_filter is not None or keep_tumour_probability)
+    tumour_probability = (np.zeros(volume.shape, np.uint8) if wants_probability else None)
+    probability_out = tumour_probability[crop] if tumour_probability is not None else None
     if model_grid is not source_grid:  # straight into the source grid: no second full copy
-        _resample_foreground_into(foreground, model_grid, source_grid, lut, labels[crop])
+        _resample_foreground_into(foreground, model_grid, source_grid, lut, labels[crop],
+                                  tumour_channel=tumour_channel, probability_out=probability_out)
     else:
         labels[crop] = lut[labels_from_foreground(foreground)]
+        if probability_out is not None:
+            probability_out[...] = foreground[tumour_channel]
     del foreground
     _postprocess_into(labels[crop], volume.spacing)
+    set_aside = None
+    if lesion_filter is not None and probability_out is not None:
+        set_aside = filter_lesions(labels[crop], volume.voxels[crop], probability_out,
+                                   volume.spacing, lesion_filter)
     label_volume = volume.with_voxels(labels, rescale=Rescale(unit=""), warnings=(),
                                       display_inverted=False)
     return SegmentationResult(label_volume, provider, time.perf_counter() - started, fallback,
-                              tuple(warnings))
+                              tuple(warnings),
+                              tumour_probability if keep_tumour_probability else None,
+                              set_aside)
 
 
 # ---------------------------------------------------------------------------- preprocessing
@@ -307,6 +339,12 @@ def _is_ct(volume: Volume, manifest: ModelManifest) -> bool:
 def segments_tumour(manifest: ModelManifest) -> bool:
     """Whether one of the model's labels is a liver tumour (by the names the pipeline maps)."""
     return any(name.strip().lower() in _TUMOUR_NAMES for name in manifest.labels.values())
+
+
+def _tumour_channel(lut: np.ndarray) -> int | None:
+    """The foreground channel (model class - 1) that is tumour, or None."""
+    hits = np.flatnonzero(lut[1:] == LiverLabel.TUMOUR)
+    return int(hits[0]) if hits.size else None
 
 
 def _label_lookup(manifest: ModelManifest) -> np.ndarray:
@@ -543,12 +581,15 @@ def labels_from_foreground(foreground: np.ndarray) -> np.ndarray:
 
 
 def _resample_foreground_into(foreground: np.ndarray, model: _Grid, source: _Grid,
-                              lut: np.ndarray, out: np.ndarray) -> None:
+                              lut: np.ndarray, out: np.ndarray, *,
+                              tumour_channel: int | None = None,
+                              probability_out: np.ndarray | None = None) -> None:
     """Labels on ``source`` (written into ``out``, which is zero) from foreground
     probabilities on ``model``: each class's probability is resampled linearly and the most
     probable class taken, so label edges fall between model voxels, where the probabilities
     cross, rather than on the model's 2 mm staircase. Only the box where a foreground class
-    can win is resampled."""
+    can win is resampled. With ``probability_out`` (zero, ``out``'s shape), foreground channel
+    ``tumour_channel``'s resampled probability is written there too."""
     # Of C classes the winner has at least 1/C, and an interpolated value is a weighted mean
     # of neighbours: a class can only win next to a model voxel where it has 1/C (less one
     # step for the uint8 rounding).
@@ -574,6 +615,9 @@ def _resample_foreground_into(foreground: np.ndarray, model: _Grid, source: _Gri
             _resample(np.ascontiguousarray(channel[box], np.float32), sub_model, sub_target,
                       linear=True, fill=0.0) for channel in foreground])
         destination[rows] = lut[labels_from_foreground(channels)]
+        if probability_out is not None:
+            probability_out[region][rows] = np.clip(np.rint(channels[tumour_channel]), 0,
+                                                    _PROBABILITY_SCALE)
 
 
 def normalise_intensities(values: np.ndarray, manifest: ModelManifest) -> np.ndarray:

@@ -464,7 +464,8 @@ def _slice_spacing(image: Volume) -> float:
 def _lesion_method(provenance: Sequence[Mapping[str, Any]]) -> str | None:
     """How the lesions were found, when the provenance names the segmentation model that made
     the labels: what it can never report (everything, for a liver-only model; otherwise
-    tumour regions below the pipeline's speck threshold)."""
+    tumour regions below the pipeline's speck threshold, and those its lesion filter set
+    aside)."""
     for entry in provenance:
         if entry.get("task") != "segmentation":
             continue
@@ -473,9 +474,16 @@ def _lesion_method(provenance: Sequence[Mapping[str, Any]]) -> str | None:
             return (f"automatic liver segmentation ({model}); this model does not segment "
                     "tumours, so it reports no lesion, whatever the liver holds")
         diameter = 2 * (3 * TUMOUR_MIN_VOLUME_MM3 / (4 * math.pi)) ** (1 / 3)
-        return (f"automatic segmentation ({model}); tumour regions smaller than "
+        text = (f"automatic segmentation ({model}); tumour regions smaller than "
                 f"{TUMOUR_MIN_VOLUME_MM3:g} mm\u00b3 (a sphere {diameter:.1f} mm across) are not "
                 "reported")
+        threshold, set_aside = entry.get("lesion_filter_threshold"), entry.get(
+            "lesions_set_aside")
+        if isinstance(threshold, int | float) and isinstance(set_aside, int):
+            text += (f", nor candidate regions its lesion filter gave less than a "
+                     f"{100 * threshold:.0f} % probability of being a lesion ({set_aside} in "
+                     "this scan)")
+        return text
     return None
 
 

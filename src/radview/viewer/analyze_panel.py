@@ -289,6 +289,10 @@ class AnalyzePanel(QWidget):
         line = f"{model.id} {model.manifest.version} · {result.provider} · {result.seconds:.1f} s"
         if not result.has_liver:
             line += "\nNo liver found in this series."
+        if result.lesions_set_aside and model.manifest.lesion_filter is not None:
+            line += (f"\nLesion filter: {result.lesions_set_aside} candidate region(s) below "
+                     f"{100 * model.manifest.lesion_filter.threshold:.0f} % lesion probability "
+                     "set aside (shown as liver).")
         self.status.setText(line)
         notes = list(result.warnings)
         if result.fallback_reason:

@@ -1,0 +1,133 @@
+"""Lesion-level false-positive filter: after post-processing, each tumour component the
+segmentation model found is described by a few numbers (size, how sure the model was, how it
+stands out of the liver around it, shape, whether it lies at the liver's edge) and a logistic
+regression, fitted on phantom predictions by ``training/lesion_filter.py`` and stored in the
+model's manifest (``[lesion_filter]``), gives the probability that it is a real lesion.
+Components below the manifest's threshold become liver, like specks.
+
+Why: a pixel-wise model sees one slice (and its neighbours) at a time; whether a blob is a
+lesion or a patch of heterogeneous liver is easier to judge from the whole 3D component, and
+false positives are what the detection target limits (0.5 per scan).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from radview.core.labelmap import LiverLabel
+
+__all__ = ["FEATURES", "LesionFilterSpec", "component_features", "lesion_probabilities",
+           "filter_lesions"]
+
+#: The component features, in the order the manifest's ``mean``/``scale``/``weights`` follow.
+FEATURES = (
+    "log_volume_mm3",      # ln of the component's volume
+    "mean_probability",    # the model's mean tumour probability inside it (0-1)
+    "max_probability",     # and its maximum
+    "contrast_hu",         # mean HU inside minus mean HU of the liver 2-6 mm around it
+    "contrast_to_noise",   # |contrast_hu| / HU standard deviation of that liver shell
+    "shell_sd_hu",         # that standard deviation (liver texture + noise)
+    "roundness",           # sqrt(smallest / largest principal variance), 1 = sphere
+    "edge_fraction",       # share of the 2 mm ring around it that is outside the organ
+)
+#: The liver shell around a component whose HU it is compared with (mm from its surface).
+SHELL_MM = (2.0, 6.0)
+#: The ring whose share outside the organ gives ``edge_fraction`` (mm from its surface).
+EDGE_RING_MM = 2.0
+#: A shell with fewer liver voxels gives no contrast (the features take their training mean).
+MIN_SHELL_VOXELS = 20
+_CONNECTIVITY = np.ones((3, 3, 3), bool)
+
+
+@dataclass(frozen=True)
+class LesionFilterSpec:
+    """A fitted filter: standardise each feature ((x - mean) / scale), then
+    P(lesion) = sigmoid(weights . z + bias); keep components with P >= threshold."""
+
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    weights: tuple[float, ...]
+    bias: float
+    threshold: float
+
+    def as_toml_table(self) -> Mapping[str, object]:
+        return {"features": list(FEATURES), "mean": list(self.mean), "scale": list(self.scale),
+                "weights": list(self.weights), "bias": self.bias, "threshold": self.threshold}
+
+
+def component_features(labels: np.ndarray, hu: np.ndarray, tumour_probability: np.ndarray,
+                       spacing_xyz: tuple[float, float, float]
+                       ) -> tuple[np.ndarray, int, np.ndarray]:
+    """The tumour components of ``labels`` (26-connected) and their :data:`FEATURES`.
+
+    ``hu`` and ``tumour_probability`` (uint8, 255 = 1) lie on the same (z, y, x) grid as
+    ``labels``. Returns (component label array, count, features of shape (count, F)); a
+    feature that cannot be measured (a shell with too little liver) is NaN.
+    """
+    tumour = labels == LiverLabel.TUMOUR
+    components, count = ndimage.label(tumour, structure=_CONNECTIVITY)
+    features = np.full((count, len(FEATURES)), np.nan)
+    sz, sy, sx = spacing_xyz[2], spacing_xyz[1], spacing_xyz[0]
+    voxel_mm3 = sx * sy * sz
+    margin = [int(np.ceil(SHELL_MM[1] / s)) + 1 for s in (sz, sy, sx)]
+    for index, box in enumerate(ndimage.find_objects(components), start=1):
+        if box is None:
+            continue
+        around = tuple(slice(max(0, b.start - m), min(n, b.stop + m))
+                       for b, m, n in zip(box, margin, labels.shape, strict=True))
+        inside = components[around] == index
+        distance = ndimage.distance_transform_edt(~inside, sampling=(sz, sy, sx))
+        organ = labels[around] > 0
+        liver = labels[around] == LiverLabel.LIVER
+        shell = (distance > SHELL_MM[0]) & (distance <= SHELL_MM[1]) & liver
+        ring = (distance > 0) & (distance <= EDGE_RING_MM)
+        values = hu[around][inside].astype(np.float64)
+        probability = tumour_probability[around][inside].astype(np.float64) / 255.0
+        row = features[index - 1]
+        row[0] = np.log(inside.sum() * voxel_mm3)
+        row[1] = probability.mean()
+        row[2] = probability.max()
+        if shell.sum() >= MIN_SHELL_VOXELS:
+            surrounding = hu[around][shell].astype(np.float64)
+            spread = max(float(surrounding.std()), 1e-6)
+            row[3] = values.mean() - surrounding.mean()
+            row[4] = abs(row[3]) / spread
+            row[5] = spread
+        row[6] = _roundness(np.argwhere(inside) * np.array([sz, sy, sx]))
+        row[7] = float((ring & ~organ).sum()) / max(1, int(ring.sum()))
+    return components, count, features
+
+
+def _roundness(points_mm: np.ndarray) -> float:
+    """sqrt(smallest / largest variance along the principal axes); 1 for a one-voxel blob."""
+    if len(points_mm) < 2:
+        return 1.0
+    variances = np.linalg.eigvalsh(np.cov(points_mm, rowvar=False))
+    if variances[-1] <= 0:
+        return 1.0
+    return float(np.sqrt(max(variances[0], 0.0) / variances[-1]))
+
+
+def lesion_probabilities(features: np.ndarray, spec: LesionFilterSpec) -> np.ndarray:
+    """P(real lesion) per row of ``features``; NaN features count as their training mean."""
+    mean = np.asarray(spec.mean)
+    filled = np.where(np.isnan(features), mean, features)
+    z = (filled - mean) / np.asarray(spec.scale)
+    return 1.0 / (1.0 + np.exp(-(z @ np.asarray(spec.weights) + spec.bias)))
+
+
+def filter_lesions(labels: np.ndarray, hu: np.ndarray, tumour_probability: np.ndarray,
+                   spacing_xyz: tuple[float, float, float], spec: LesionFilterSpec) -> int:
+    """Turn tumour components that ``spec`` judges unlikely lesions into liver, in place
+    (``labels`` may be a view); returns how many were removed."""
+    components, count, features = component_features(labels, hu, tumour_probability,
+                                                      spacing_xyz)
+    if count == 0:
+        return 0
+    rejected = np.concatenate([[False], lesion_probabilities(features, spec) < spec.threshold])
+    labels[rejected[components]] = LiverLabel.LIVER
+    return int(rejected.sum())
