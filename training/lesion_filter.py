@@ -45,6 +45,8 @@ __all__ = ["ScanComponents", "collect", "fit", "operating_point", "choose_thresh
 THRESHOLD_RULE = ("the highest threshold that keeps at least 97 % of the lesions >= 10 mm the "
                   "unfiltered model finds on the fitting scans")
 KEEP_SHARE = 0.97
+#: The tumour probability's weight when candidates are made (``segment``'s tumour_weight).
+TUMOUR_WEIGHT = 1.0
 #: L2 penalty on the standardised weights (the bias is not penalised).
 L2 = 1e-2
 MIN_DIAMETER_MM = 10.0
@@ -115,10 +117,11 @@ def _scan_components(name: str, labels: np.ndarray, truth: np.ndarray, hu: np.nd
                           int(truth_tumour.sum()))
 
 
-def collect(data: Path, model_id: str, log=print, models_dir: Path | None = None
-            ) -> list[ScanComponents]:
+def collect(data: Path, model_id: str, log=print, models_dir: Path | None = None,
+            tumour_weight: float = 1.0) -> list[ScanComponents]:
     """Every usable scan's components (see the module docstring); unusable pairs are logged
-    and skipped. ``models_dir``: where the model is (default: the installed models)."""
+    and skipped. ``models_dir``: where the model is (default: the installed models);
+    ``tumour_weight``: how the candidates are made (``segment``'s)."""
     from training.evaluate import find_model
 
     model = find_model(model_id, models_dir)
@@ -130,7 +133,8 @@ def collect(data: Path, model_id: str, log=print, models_dir: Path | None = None
             log(f"skipped {name}: {problem}")
             continue
         result = segment(image, model, sessions, device="cpu", force=True,
-                         apply_lesion_filter=False, keep_tumour_probability=True)
+                         apply_lesion_filter=False, keep_tumour_probability=True,
+                         tumour_weight=tumour_weight)
         scans.append(_scan_components(
             name, np.asarray(result.labels.voxels), np.asarray(labels.voxels).astype(np.uint8),
             np.asarray(image.voxels), result.tumour_probability, image.spacing))
@@ -183,7 +187,7 @@ def operating_point(scans: list[ScanComponents], spec: LesionFilterSpec | None) 
             "tumor_dice": float(np.mean(dices)) if dices else float("nan")}
 
 
-def _spec(fitted, threshold: float) -> LesionFilterSpec:
+def _spec(fitted, threshold: float, tumour_weight: float = 1.0) -> LesionFilterSpec:
     """The filter as the manifest stores it (6 significant digits), so that what is measured
     here is exactly what the app applies."""
     mean, scale, weights, bias = fitted
@@ -192,7 +196,7 @@ def _spec(fitted, threshold: float) -> LesionFilterSpec:
         return tuple(float(f"{float(v):.6g}") for v in values)
 
     return LesionFilterSpec(short(mean), short(scale), short(weights), short([bias])[0],
-                            float(threshold))
+                            float(threshold), float(tumour_weight))
 
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
@@ -207,13 +211,15 @@ def choose_threshold(scans: list[ScanComponents], fitted) -> tuple[float, list[d
     return (max(allowed) if allowed else 0.0), [{"threshold": 0.0, **unfiltered}, *table]
 
 
-def load_or_collect(data: Path, model_id: str, cache_dir: Path | None, log=print
-                    ) -> list[ScanComponents]:
-    """``collect``, or its saved result from ``cache_dir`` (one JSON per folder and model)."""
-    cache = (cache_dir / f"{data.resolve().name}-{model_id}.json") if cache_dir else None
+def load_or_collect(data: Path, model_id: str, cache_dir: Path | None, log=print,
+                    tumour_weight: float = 1.0) -> list[ScanComponents]:
+    """``collect``, or its saved result from ``cache_dir`` (one JSON per folder, model and
+    tumour weight)."""
+    weight = "" if tumour_weight == 1.0 else f"-w{tumour_weight:g}"
+    cache = (cache_dir / f"{data.resolve().name}-{model_id}{weight}.json") if cache_dir else None
     if cache is not None and cache.exists():
         return [ScanComponents.from_json(r) for r in json.loads(cache.read_text())]
-    scans = collect(data, model_id, log=log)
+    scans = collect(data, model_id, log=log, tumour_weight=tumour_weight)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps([s.to_json() for s in scans]))
@@ -224,7 +230,8 @@ def load_or_collect(data: Path, model_id: str, cache_dir: Path | None, log=print
 MIN_COMPONENTS = 20
 
 
-def fit_result(scans: list[ScanComponents], model_sha256: str) -> dict | None:
+def fit_result(scans: list[ScanComponents], model_sha256: str, tumour_weight: float = 1.0
+               ) -> dict | None:
     """The fitted filter with its threshold table, as saved in ``runs/<id>/lesion_filter.json``
     (None when the scans give too little to fit)."""
     touches = np.concatenate([s.touches_truth for s in scans]) if scans else np.zeros(0, bool)
@@ -234,7 +241,8 @@ def fit_result(scans: list[ScanComponents], model_sha256: str) -> dict | None:
     threshold, table = choose_threshold(scans, fitted)
     return {"model_sha256": model_sha256, "rule": THRESHOLD_RULE, "fit_scans": len(scans),
             "fit_components": int(len(touches)), "fit_false_positives": int((~touches).sum()),
-            "spec": dict(_spec(fitted, threshold).as_toml_table()), "fit_table": table}
+            "spec": dict(_spec(fitted, threshold, tumour_weight).as_toml_table()),
+            "fit_table": table}
 
 
 def threshold_table(scans: list[ScanComponents], result: dict) -> list[dict]:
@@ -249,7 +257,7 @@ def threshold_table(scans: list[ScanComponents], result: dict) -> list[dict]:
 def spec_from_result(result: dict) -> LesionFilterSpec:
     spec = result["spec"]
     return LesionFilterSpec(tuple(spec["mean"]), tuple(spec["scale"]), tuple(spec["weights"]),
-                            spec["bias"], spec["threshold"])
+                            spec["bias"], spec["threshold"], spec.get("tumour_weight", 1.0))
 
 
 def _print_table(rows: list[dict], log) -> None:
@@ -270,8 +278,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="MSD folder(s) to apply the fitted filter to, pooled")
     parser.add_argument("--cache", type=Path, help="folder for the collected components")
     parser.add_argument("--out", type=Path, help="write the fit and tables here (JSON)")
+    parser.add_argument("--tumour-weight", type=float, default=TUMOUR_WEIGHT,
+                        help=f"how candidates are made (default {TUMOUR_WEIGHT:g})")
     args = parser.parse_args(argv)
-    scans = [s for d in args.data for s in load_or_collect(d, args.model, args.cache)]
+    weight = args.tumour_weight
+    scans = [s for d in args.data for s in load_or_collect(d, args.model, args.cache,
+                                                            tumour_weight=weight)]
     fitted = fit(scans)
     threshold, table = choose_threshold(scans, fitted)
     print(f"fitted on {len(scans)} scans, {sum(len(s.features) for s in scans)} components")
@@ -279,10 +291,12 @@ def main(argv: list[str] | None = None) -> int:
           "bias", round(fitted[3], 3))
     _print_table(table, print)
     print(f"chosen threshold {threshold} ({THRESHOLD_RULE})")
-    out = {"rule": THRESHOLD_RULE, "spec": dict(_spec(fitted, threshold).as_toml_table()),
+    out = {"rule": THRESHOLD_RULE,
+           "spec": dict(_spec(fitted, threshold, weight).as_toml_table()),
            "fit_table": table, "fit_scans": len(scans)}
     if args.evaluate:
-        other = [s for d in args.evaluate for s in load_or_collect(d, args.model, args.cache)]
+        other = [s for d in args.evaluate for s in load_or_collect(
+            d, args.model, args.cache, tumour_weight=weight)]
         rows = threshold_table(other, {"spec": out["spec"]})
         print(f"applied to {len(other)} scans of {', '.join(map(str, args.evaluate))}:")
         _print_table(rows, print)

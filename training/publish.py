@@ -182,16 +182,18 @@ def fit_lesion_filter(work: Path, models_out: Path, model_id: str, smoke: bool, 
     """Fit ``model_id``'s lesion filter on the ``lesion_filter`` phantoms (training/
     lesion_filter.py) unless ``runs/<id>/lesion_filter.json`` already holds one for this very
     ONNX file, and write it into the model's manifest (None fitted: the manifest has none)."""
-    from training.lesion_filter import collect, fit_result
+    from training.lesion_filter import TUMOUR_WEIGHT, collect, fit_result
 
     path = work / "runs" / model_id / LESION_FILTER_RESULT
     model_sha = sha256_of(models_out / model_id / "model.onnx")
     saved = _read_json_if_exists(path)
-    if saved is None or saved.get("model_sha256") != model_sha:
+    if (saved is None or saved.get("model_sha256") != model_sha
+            or (saved.get("spec") or {}).get("tumour_weight", TUMOUR_WEIGHT) != TUMOUR_WEIGHT):
         started = time.perf_counter()
         scans = write_heldout_msd(work / "lesion_filter_msd", 2 if smoke else None, log=log,
                                   split="lesion_filter")
-        saved = fit_result(collect(scans, model_id, log=log, models_dir=models_out), model_sha)
+        saved = fit_result(collect(scans, model_id, log=log, models_dir=models_out,
+                                   tumour_weight=TUMOUR_WEIGHT), model_sha, TUMOUR_WEIGHT)
         path.write_text(json.dumps(saved or {"model_sha256": model_sha, "spec": None},
                                    indent=1))
         log(f"lesion filter for {model_id}: "
@@ -209,8 +211,9 @@ def _heldout_lesion_filter_table(work: Path, heldout: Path, models_out: Path, mo
 
     path = work / "runs" / model_id / LESION_FILTER_RESULT
     saved = json.loads(path.read_text())
+    weight = saved["spec"].get("tumour_weight", 1.0)
     saved["heldout_table"] = threshold_table(
-        collect(heldout, model_id, log=log, models_dir=models_out), saved)
+        collect(heldout, model_id, log=log, models_dir=models_out, tumour_weight=weight), saved)
     path.write_text(json.dumps(saved, indent=1))
 
 

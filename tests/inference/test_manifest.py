@@ -287,7 +287,12 @@ def test_lesion_filter_is_optional_and_only_for_segmentation():
     assert parse(MINIMAL).lesion_filter is None
     spec = parse(MINIMAL + LESION_FILTER).lesion_filter
     assert spec.weights == (0, 1, 0, 0, 0, 0, 0, 0) and spec.bias == -0.5
-    assert spec.threshold == 0.4
+    assert spec.threshold == 0.4 and spec.tumour_weight == 1.0  # the default
+    assert parse(MINIMAL + LESION_FILTER + "tumour_weight = 2.5\n").lesion_filter \
+        .tumour_weight == 2.5
+    with pytest.raises(ManifestError, match="expected a positive number up to 100") as caught:
+        parse(MINIMAL + LESION_FILTER + "tumour_weight = 0\n")
+    assert caught.value.field == "lesion_filter.tumour_weight"
     triage = MINIMAL.replace('task = "segmentation"', 'task = "triage"') + LESION_FILTER
     with pytest.raises(ManifestError, match="only segmentation models have one") as caught:
         parse(triage)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 pytest.importorskip("onnx")
 
@@ -85,6 +86,24 @@ def test_the_most_probable_class_wins_and_ties_go_to_background():
     # columns: (liver, tumour) probabilities on the 0-255 scale; background is the rest
     foreground = np.array([[102, 25, 30, 85], [115, 128, 60, 85]], np.uint8)
     np.testing.assert_array_equal(labels_from_foreground(foreground), [2, 2, 0, 0])
+    # a tumour weight of 2 compares 2 x P(tumour): column 3 (tumour 60, background 165) stays
+    # background, column 4 (liver 85, tumour 85 -> 170, background 85) becomes tumour
+    np.testing.assert_array_equal(labels_from_foreground(foreground, np.array([1.0, 2.0])),
+                                  [2, 2, 0, 2])
+
+
+def test_a_tumour_weight_makes_larger_candidates(sessions):
+    # a weight of 2 lets tumour win where its probability is at least half the liver's: the
+    # partial-volume rim of the tumour (blurred edges), on the resampled grid and on the
+    # source grid itself
+    sharp, _ = phantom()
+    volume = sharp.with_voxels(ndimage.gaussian_filter(sharp.voxels.astype(np.float32), 1.0))
+    for spacing in ((1.0, 1.0), (0.7, 0.7, 2.5)):
+        model = registered(spacing=spacing)
+        plain = segment(volume, model, sessions, device="cpu").labels.voxels
+        weighted = segment(volume, model, sessions, device="cpu", tumour_weight=2.0).labels.voxels
+        assert np.all(weighted[plain == 2] == 2)
+        assert np.count_nonzero(weighted == 2) > 1.1 * np.count_nonzero(plain == 2)
 
 
 def test_same_spacing_is_exact_and_a_large_body_is_cropped_with_a_warning(sessions):

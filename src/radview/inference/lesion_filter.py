@@ -46,17 +46,21 @@ _CONNECTIVITY = np.ones((3, 3, 3), bool)
 @dataclass(frozen=True)
 class LesionFilterSpec:
     """A fitted filter: standardise each feature ((x - mean) / scale), then
-    P(lesion) = sigmoid(weights . z + bias); keep components with P >= threshold."""
+    P(lesion) = sigmoid(weights . z + bias); keep components with P >= threshold.
+    ``tumour_weight``: how the candidates it judges were made (the tumour probability's weight
+    in the pipeline's choice of class; above 1, more and larger candidates)."""
 
     mean: tuple[float, ...]
     scale: tuple[float, ...]
     weights: tuple[float, ...]
     bias: float
     threshold: float
+    tumour_weight: float = 1.0
 
     def as_toml_table(self) -> Mapping[str, object]:
         return {"features": list(FEATURES), "mean": list(self.mean), "scale": list(self.scale),
-                "weights": list(self.weights), "bias": self.bias, "threshold": self.threshold}
+                "weights": list(self.weights), "bias": self.bias, "threshold": self.threshold,
+                "tumour_weight": self.tumour_weight}
 
 
 def component_features(labels: np.ndarray, hu: np.ndarray, tumour_probability: np.ndarray,

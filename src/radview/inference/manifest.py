@@ -67,6 +67,8 @@ A complete example, with every field::
     weights = [0.8, 1.1, 0.4, -0.6, 0.9, -0.3, 0.2, -0.5]   # lesion_filter.FEATURES, in order),
     bias = 1.5                          # each standardised as (x - mean) / scale (scale > 0);
     threshold = 0.3                     # components with P(lesion) < threshold become liver
+    tumour_weight = 1.0                 # optional (default 1): the tumour probability's weight
+                                        # in the choice of class (> 1: more candidates)
 
 Rules
 -----
@@ -137,7 +139,8 @@ _INPUT_FIELDS = (
 )
 _NORMALIZATION_FIELDS = ("window_low", "window_high", "scale", "mean", "std")
 _OUTPUT_FIELDS = ("name", "kind", "shape")
-_LESION_FILTER_FIELDS = ("features", "mean", "scale", "weights", "bias", "threshold")
+_LESION_FILTER_FIELDS = ("features", "mean", "scale", "weights", "bias", "threshold",
+                         "tumour_weight")
 
 
 class ManifestError(InputFileError):
@@ -504,7 +507,17 @@ class _Parser:
                                         positive=True)),
             weights=tuple(self.float_list(table, "weights", "lesion_filter", lengths=lengths)),
             bias=self.number(table, "bias", "lesion_filter"),  # type: ignore[arg-type]
-            threshold=threshold)  # type: ignore[arg-type]
+            threshold=threshold,  # type: ignore[arg-type]
+            tumour_weight=self.tumour_weight(table))
+
+    def tumour_weight(self, table: dict[str, Any]) -> float:
+        weight = self.number(table, "tumour_weight", "lesion_filter", required=False)
+        if weight is None:
+            return 1.0
+        if not 0.0 < weight <= 100.0:
+            raise self.fail("lesion_filter.tumour_weight",
+                            f"expected a positive number up to 100, got {weight}")
+        return weight
 
     def metrics(self, table: dict[str, Any]) -> Mapping[str, float]:
         metrics: dict[str, float] = {}

@@ -153,6 +153,7 @@ def segment(
     force: bool = False,
     apply_lesion_filter: bool = True,
     keep_tumour_probability: bool = False,
+    tumour_weight: float | None = None,
 ) -> SegmentationResult:
     """Segment liver and tumour in ``volume`` with ``model`` (see the module docstring).
 
@@ -179,6 +180,10 @@ def segment(
         Apply the manifest's lesion filter, if it has one (False: to fit one, in training).
     keep_tumour_probability
         Return the tumour probability on the source grid too (uint8, 255 = 1).
+    tumour_weight
+        The tumour probability's weight in the choice of class (see
+        :func:`labels_from_foreground`); None: the lesion filter's ``tumour_weight`` when it
+        is applied, else 1.
 
     Returns
     -------
@@ -232,11 +237,18 @@ def segment(
         lesion_filter is not None or keep_tumour_probability)
     tumour_probability = (np.zeros(volume.shape, np.uint8) if wants_probability else None)
     probability_out = tumour_probability[crop] if tumour_probability is not None else None
+    weight = (tumour_weight if tumour_weight is not None else
+              lesion_filter.tumour_weight if lesion_filter is not None else 1.0)
+    weights = None
+    if tumour_channel is not None and weight != 1.0:
+        weights = np.ones(foreground.shape[0], np.float32)
+        weights[tumour_channel] = weight
     if model_grid is not source_grid:  # straight into the source grid: no second full copy
         _resample_foreground_into(foreground, model_grid, source_grid, lut, labels[crop],
-                                  tumour_channel=tumour_channel, probability_out=probability_out)
+                                  tumour_channel=tumour_channel, probability_out=probability_out,
+                                  weights=weights)
     else:
-        labels[crop] = lut[labels_from_foreground(foreground)]
+        labels[crop] = lut[labels_from_foreground(foreground, weights)]
         if probability_out is not None:
             probability_out[...] = foreground[tumour_channel]
     del foreground
@@ -570,11 +582,17 @@ def _resample_slabs(array: np.ndarray, source: _Grid, target: _Grid, *, linear: 
 _PROBABILITY_SCALE = 255
 
 
-def labels_from_foreground(foreground: np.ndarray) -> np.ndarray:
+def labels_from_foreground(foreground: np.ndarray, weights: np.ndarray | None = None
+                           ) -> np.ndarray:
     """Model class per voxel from foreground probabilities (F, ...) on the 0-255 scale: the
     most probable of background (255 minus their sum) and the F classes; ties go to
-    background, then to the lower class."""
+    background, then to the lower class. ``weights`` (F,): each foreground probability is
+    multiplied by its weight before the comparison (a tumour weight above 1 makes more
+    candidate regions for the lesion filter to judge)."""
     background = _PROBABILITY_SCALE - foreground.sum(axis=0, dtype=np.float32)
+    if weights is not None:
+        foreground = foreground * np.asarray(weights, np.float32).reshape(
+            (-1,) + (1,) * (foreground.ndim - 1))
     best = foreground.argmax(axis=0)
     wins = np.take_along_axis(foreground, best[None], axis=0)[0] > background
     return np.where(wins, best + 1, 0).astype(np.uint8)
@@ -583,17 +601,21 @@ def labels_from_foreground(foreground: np.ndarray) -> np.ndarray:
 def _resample_foreground_into(foreground: np.ndarray, model: _Grid, source: _Grid,
                               lut: np.ndarray, out: np.ndarray, *,
                               tumour_channel: int | None = None,
-                              probability_out: np.ndarray | None = None) -> None:
+                              probability_out: np.ndarray | None = None,
+                              weights: np.ndarray | None = None) -> None:
     """Labels on ``source`` (written into ``out``, which is zero) from foreground
     probabilities on ``model``: each class's probability is resampled linearly and the most
     probable class taken, so label edges fall between model voxels, where the probabilities
     cross, rather than on the model's 2 mm staircase. Only the box where a foreground class
     can win is resampled. With ``probability_out`` (zero, ``out``'s shape), foreground channel
-    ``tumour_channel``'s resampled probability is written there too."""
+    ``tumour_channel``'s resampled probability is written there too. ``weights``: see
+    :func:`labels_from_foreground`."""
     # Of C classes the winner has at least 1/C, and an interpolated value is a weighted mean
     # of neighbours: a class can only win next to a model voxel where it has 1/C (less one
     # step for the uint8 rounding).
     can_win = _PROBABILITY_SCALE // (foreground.shape[0] + 1) - 1
+    if weights is not None:  # a weighted class wins from a lower probability
+        can_win = int(can_win / max(1.0, float(np.max(weights))))
     candidates = foreground.max(axis=0) >= can_win
     if not candidates.any():
         return
@@ -614,7 +636,7 @@ def _resample_foreground_into(foreground: np.ndarray, model: _Grid, source: _Gri
         channels = np.stack([
             _resample(np.ascontiguousarray(channel[box], np.float32), sub_model, sub_target,
                       linear=True, fill=0.0) for channel in foreground])
-        destination[rows] = lut[labels_from_foreground(channels)]
+        destination[rows] = lut[labels_from_foreground(channels, weights)]
         if probability_out is not None:
             probability_out[region][rows] = np.clip(np.rint(channels[tumour_channel]), 0,
                                                     _PROBABILITY_SCALE)
