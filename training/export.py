@@ -30,11 +30,15 @@ from training.data import (
 from training.phantoms import GENERATOR_VERSION
 from training.train import TrainConfig
 
-__all__ = ["OPSET", "MODEL_VERSION", "example_input", "export_onnx", "parity",
+__all__ = ["OPSET", "MODEL_VERSIONS", "example_input", "export_onnx", "parity",
            "write_manifest", "sha256_of"]
 
 OPSET = 17
-MODEL_VERSION = "1.0.0"
+#: Each model's version, as reports name it: raised when what the model gives changes.
+#: 1.1.0 (2026-11-22): liver-tumor-seg gained its lesion filter (same network);
+#: liver-stage-cnnlstm became the mean of three runs.
+MODEL_VERSIONS = {"liver-tumor-seg": "1.1.0", "liver-seg-deeplab": "1.0.0",
+                  "liver-stage-cnnlstm": "1.1.0", "slice-triage": "1.0.0"}
 PARITY_TOLERANCE = 1e-4
 
 _TASKS = {"liver-tumor-seg": "segmentation", "liver-seg-deeplab": "segmentation",
@@ -132,7 +136,7 @@ def write_manifest(folder: Path, config: TrainConfig, onnx_name: str,
     lines = [
         "schema_version = 1",
         f"id = {_toml_value(model)}",
-        f"version = {_toml_value(MODEL_VERSION)}",
+        f"version = {_toml_value(MODEL_VERSIONS[model])}",
         f"task = {_toml_value(_TASKS[model])}",
         'modality = "CT"',
         f"file = {_toml_value(onnx_name)}",

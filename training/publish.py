@@ -29,7 +29,7 @@ from training.export import (
 )
 from training.model_card import write_model_card
 from training.phantoms import generate_case
-from training.train import MODEL_IDS, TrainConfig, load_best
+from training.train import AVERAGED_SEEDS, MODEL_IDS, TrainConfig, load_shipped, seed_runs
 
 __all__ = ["export_all", "write_heldout_msd", "evaluate_all", "headline_metrics"]
 
@@ -42,13 +42,14 @@ LESION_FILTER_RESULT = "lesion_filter.json"
 _STAGE_NAMES = dict(zip(("mild", "moderate", "severe", "end_stage"), STAGES, strict=True))
 
 
-def export_all(runs: Path, models_out: Path, seeds: tuple[int, int], log=print) -> dict:
+def export_all(runs: Path, models_out: Path, seeds: tuple[int, int], log=print,
+               models: tuple[str, ...] = MODEL_IDS) -> dict:
     report = {}
-    for model in MODEL_IDS:
+    for model in models:
         if not (runs / model / "best.pt").exists():
             log(f"export {model}: not trained, skipped")
             continue
-        net, config = load_best(runs, model)
+        net, config = load_shipped(runs, model)
         folder = models_out / model
         onnx_path = export_onnx(net, config, folder / "model.onnx")
         worst = parity(net, config, onnx_path)
@@ -238,7 +239,9 @@ def write_card(work: Path, models_out: Path, model_id: str, search_result: dict)
                      search_result if model_id == "liver-tumor-seg" else None,
                      work / "real_checks.md", _read_if_exists(work / "tune_postprocess.txt"),
                      _quantization(work, model_id), _read_json_if_exists(runs / APP_LIVER_RESULT),
-                     _read_json_if_exists(runs / LESION_FILTER_RESULT))
+                     _read_json_if_exists(runs / LESION_FILTER_RESULT),
+                     [json.loads((seed_runs(work / "runs", seed) / model_id / "summary.json")
+                                 .read_text()) for seed in AVERAGED_SEEDS.get(model_id, ())])
     write_manifest(folder, TrainConfig.from_dict(summary["config"]), "model.onnx", metrics,
                    training_data_text((SPLITS["train"][0],
                                        SPLITS["train"][0] + SPLITS["train"][1] - 1)),

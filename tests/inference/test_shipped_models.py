@@ -26,7 +26,7 @@ def test_shipped_models_analyze_a_phantom_end_to_end(tmp_path, capsys):
     code = main(["analyze", str(scan), "--out", str(out), "--device", "cpu", "--force"])
     printed = capsys.readouterr()
     assert code == 0, printed.err
-    assert "model liver-tumor-seg 1.0.0" in printed.out
+    assert "model liver-tumor-seg 1.1.0" in printed.out
     document = json.loads((out / "measurements.json").read_text())
     assert [m["id"] for m in document["models"]] == ["liver-tumor-seg", "liver-stage-cnnlstm",
                                                       "slice-triage"]

@@ -96,3 +96,24 @@ def test_staging_card_gives_the_stage_measured_on_the_apps_liver_beside_the_trut
     plain = write_model_card(tmp_path / "plain.md", "liver-stage-cnnlstm", result, summary,
                              export, None, None).read_text()
     assert "as in the app" not in plain
+
+
+def test_an_average_of_staging_runs_exports_with_parity_and_averages_the_logits(tmp_path):
+    """The shipped staging model is the mean of the logits of runs that differ in the seed."""
+    import torch
+
+    from training.networks import LogitAverage
+
+    config = TrainConfig(model="liver-stage-cnnlstm")
+    members = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        members.append(build_network(config).eval())
+    average = LogitAverage(members).eval()
+    x = example_input(config, batch=2, seed=5)
+    with torch.no_grad():
+        singles = torch.stack([m(x) for m in members])
+        assert torch.allclose(average(x), singles.mean(dim=0))
+        assert not torch.allclose(singles[0], singles[1])  # the members really differ
+    path = export_onnx(average, config, tmp_path / "model.onnx")
+    assert parity(average, config, path, batches=2) <= PARITY_TOLERANCE

@@ -231,12 +231,15 @@ def segment(
 
     labels = np.zeros(volume.shape, np.uint8)
     lesion_filter = manifest.lesion_filter if apply_lesion_filter else None
-    # the tumour probability on the source grid, for the lesion filter (uint8, 255 = 1)
+    # the tumour probability on the source grid inside the body crop, for the lesion filter
+    # (uint8, 255 = 1; the whole grid only when the caller keeps it)
     tumour_channel = _tumour_channel(lut)
-    wants_probability = tumour_channel is not None and (
-        lesion_filter is not None or keep_tumour_probability)
-    tumour_probability = (np.zeros(volume.shape, np.uint8) if wants_probability else None)
-    probability_out = tumour_probability[crop] if tumour_probability is not None else None
+    tumour_probability = probability_out = None
+    if tumour_channel is not None and keep_tumour_probability:
+        tumour_probability = np.zeros(volume.shape, np.uint8)
+        probability_out = tumour_probability[crop]
+    elif tumour_channel is not None and lesion_filter is not None:
+        probability_out = np.zeros(labels[crop].shape, np.uint8)
     weight = (tumour_weight if tumour_weight is not None else
               lesion_filter.tumour_weight if lesion_filter is not None else 1.0)
     weights = None
@@ -261,8 +264,7 @@ def segment(
                                       display_inverted=False)
     return SegmentationResult(label_volume, provider, time.perf_counter() - started, fallback,
                               tuple(warnings),
-                              tumour_probability if keep_tumour_probability else None,
-                              set_aside)
+                              tumour_probability, set_aside)
 
 
 # ---------------------------------------------------------------------------- preprocessing
