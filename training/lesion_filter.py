@@ -10,10 +10,11 @@
    standardised features.
 3. ``choose_threshold``: the operating point, by :data:`THRESHOLD_RULE`, on the same scans.
 
-``python -m training.lesion_filter --model liver-tumor-seg --data DIR --out JSON`` does all
-three and prints the table of thresholds; ``--evaluate OTHER_DIR`` also applies the result to
-another folder's components (e.g. the validation phantoms); ``--write-manifest`` writes the
-filter into the model's ``model.toml``.
+``python -m training.lesion_filter --data DIR [DIR ...] [--evaluate DIR ...] [--cache DIR]``
+does all three and prints the table of thresholds on the fitting scans and, with
+``--evaluate``, on other folders (e.g. the validation phantoms); ``--tumour-weight`` makes the
+candidates with another weight. ``make train`` fits the filter and writes it into the model's
+``model.toml`` (``training.publish.fit_lesion_filter``).
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ from radview.inference.lesion_filter import (
 from radview.inference.pipeline import segment
 from radview.inference.runtime import SessionCache
 from training.data import iter_msd_pairs
+from training.metrics import largest_extent_mm
 
-__all__ = ["ScanComponents", "collect", "fit", "operating_point", "choose_threshold",
-           "THRESHOLD_RULE"]
+__all__ = ["ScanComponents", "collect", "load_or_collect", "fit", "fit_result",
+           "operating_point", "choose_threshold", "threshold_table", "spec_from_result",
+           "THRESHOLD_RULE", "TUMOUR_WEIGHT"]
 
 #: How the threshold is chosen on the fitting scans, written before any validation result.
 THRESHOLD_RULE = ("the highest threshold that keeps at least 97 % of the lesions >= 10 mm the "
@@ -49,7 +52,7 @@ KEEP_SHARE = 0.97
 TUMOUR_WEIGHT = 1.0
 #: L2 penalty on the standardised weights (the bias is not penalised).
 L2 = 1e-2
-MIN_DIAMETER_MM = 10.0
+MIN_DIAMETER_MM = 10.0  # lesions counted for sensitivity, as in metrics.detect_lesions
 _CONNECTIVITY = np.ones((3, 3, 3), bool)
 
 
@@ -90,14 +93,9 @@ def _scan_components(name: str, labels: np.ndarray, truth: np.ndarray, hu: np.nd
     components, count, features = component_features(labels, hu, probability, spacing_xyz)
     truth_tumour = truth == 2
     truth_components, _ = ndimage.label(truth_tumour, _CONNECTIVITY)
-    sz, sy, sx = spacing_xyz[2], spacing_xyz[1], spacing_xyz[0]
     counted_ids: dict[int, int] = {}  # truth component label -> counted lesion id
     for index, box in enumerate(ndimage.find_objects(truth_components), start=1):
-        if box is None:
-            continue
-        extent = max((box[0].stop - box[0].start) * sz, (box[1].stop - box[1].start) * sy,
-                     (box[2].stop - box[2].start) * sx)
-        if extent >= MIN_DIAMETER_MM:
+        if box is not None and largest_extent_mm(box, spacing_xyz) >= MIN_DIAMETER_MM:
             counted_ids[index] = len(counted_ids)
     touches = np.zeros(count, bool)
     touched: list[list[int]] = [[] for _ in range(count)]
@@ -204,11 +202,19 @@ THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
 
 def choose_threshold(scans: list[ScanComponents], fitted) -> tuple[float, list[dict]]:
     """The threshold by :data:`THRESHOLD_RULE` and the table it was chosen from."""
-    unfiltered = operating_point(scans, None)
-    table = [{"threshold": t, **operating_point(scans, _spec(fitted, t))} for t in THRESHOLDS]
-    allowed = [row["threshold"] for row in table
+    table = threshold_table(scans, _spec(fitted, 0.0))
+    unfiltered = table[0]
+    allowed = [row["threshold"] for row in table[1:]
                if row["detected"] >= KEEP_SHARE * unfiltered["detected"]]
-    return (max(allowed) if allowed else 0.0), [{"threshold": 0.0, **unfiltered}, *table]
+    return (max(allowed) if allowed else 0.0), table
+
+
+def threshold_table(scans: list[ScanComponents], spec: LesionFilterSpec) -> list[dict]:
+    """``operating_point`` on ``scans`` without a filter (threshold 0), then with ``spec``'s
+    regression at every threshold of :data:`THRESHOLDS`."""
+    return [{"threshold": 0.0, **operating_point(scans, None)}] + [
+        {"threshold": t, **operating_point(scans, replace(spec, threshold=t))}
+        for t in THRESHOLDS]
 
 
 def load_or_collect(data: Path, model_id: str, cache_dir: Path | None, log=print,
@@ -245,15 +251,6 @@ def fit_result(scans: list[ScanComponents], model_sha256: str, tumour_weight: fl
             "fit_table": table}
 
 
-def threshold_table(scans: list[ScanComponents], result: dict) -> list[dict]:
-    """``operating_point`` on ``scans`` without a filter (threshold 0) and with ``result``'s
-    filter at every threshold of its table."""
-    spec = spec_from_result(result)
-    return [{"threshold": 0.0, **operating_point(scans, None)}] + [
-        {"threshold": t, **operating_point(scans, replace(spec, threshold=t))}
-        for t in THRESHOLDS]
-
-
 def spec_from_result(result: dict) -> LesionFilterSpec:
     spec = result["spec"]
     return LesionFilterSpec(tuple(spec["mean"]), tuple(spec["scale"]), tuple(spec["weights"]),
@@ -269,6 +266,9 @@ def _print_table(rows: list[dict], log) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from training.evaluate import find_model
+    from training.export import sha256_of
+
     parser = argparse.ArgumentParser(prog="python -m training.lesion_filter",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="liver-tumor-seg")
@@ -284,25 +284,25 @@ def main(argv: list[str] | None = None) -> int:
     weight = args.tumour_weight
     scans = [s for d in args.data for s in load_or_collect(d, args.model, args.cache,
                                                             tumour_weight=weight)]
-    fitted = fit(scans)
-    threshold, table = choose_threshold(scans, fitted)
-    print(f"fitted on {len(scans)} scans, {sum(len(s.features) for s in scans)} components")
-    print("weights:", dict(zip(FEATURES, np.round(fitted[2], 3).tolist(), strict=True)),
-          "bias", round(fitted[3], 3))
-    _print_table(table, print)
-    print(f"chosen threshold {threshold} ({THRESHOLD_RULE})")
-    out = {"rule": THRESHOLD_RULE,
-           "spec": dict(_spec(fitted, threshold, weight).as_toml_table()),
-           "fit_table": table, "fit_scans": len(scans)}
+    result = fit_result(scans, sha256_of(find_model(args.model, None).onnx_path), weight)
+    if result is None:
+        print(f"too few components to fit ({sum(len(s.features) for s in scans)}, need "
+              f"{MIN_COMPONENTS} of both kinds)", file=sys.stderr)
+        return 2
+    spec = spec_from_result(result)
+    print(f"fitted on {len(scans)} scans, {result['fit_components']} components")
+    print("weights:", dict(zip(FEATURES, np.round(spec.weights, 3).tolist(), strict=True)),
+          "bias", round(spec.bias, 3))
+    _print_table(result["fit_table"], print)
+    print(f"chosen threshold {spec.threshold} ({THRESHOLD_RULE})")
     if args.evaluate:
         other = [s for d in args.evaluate for s in load_or_collect(
             d, args.model, args.cache, tumour_weight=weight)]
-        rows = threshold_table(other, {"spec": out["spec"]})
+        result["evaluate_table"] = threshold_table(other, spec)
         print(f"applied to {len(other)} scans of {', '.join(map(str, args.evaluate))}:")
-        _print_table(rows, print)
-        out["evaluate_table"] = rows
+        _print_table(result["evaluate_table"], print)
     if args.out is not None:
-        args.out.write_text(json.dumps(out, indent=1))
+        args.out.write_text(json.dumps(result, indent=1))
     return 0
 
 

@@ -9,7 +9,8 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = ["dice", "iou", "pixel_accuracy", "binary_auc", "macro_f1", "confusion_matrix",
-           "bootstrap_ci", "detect_lesions", "lesion_contrast_to_noise", "LOW_CONTRAST_CNR"]
+           "bootstrap_ci", "detect_lesions", "largest_extent_mm", "lesion_contrast_to_noise",
+           "LOW_CONTRAST_CNR"]
 
 #: A lesion whose contrast to the surrounding liver is below the liver's own voxel-to-voxel
 #: spread (texture + noise) is "low contrast" in the detection breakdown.
@@ -115,6 +116,13 @@ def lesion_contrast_to_noise(hu: np.ndarray, lesion: np.ndarray, liver: np.ndarr
     return abs(float(hu[inner].mean()) - float(around.mean())) / max(spread, 1e-6)
 
 
+def largest_extent_mm(box: tuple[slice, ...], spacing_xyz: Sequence[float]) -> float:
+    """A component's largest bounding-box extent along any axis (z, y, x box; mm)."""
+    return max((box[0].stop - box[0].start) * spacing_xyz[2],
+               (box[1].stop - box[1].start) * spacing_xyz[1],
+               (box[2].stop - box[2].start) * spacing_xyz[0])
+
+
 def detect_lesions(predicted: np.ndarray, truth: np.ndarray, spacing_xyz: Sequence[float],
                    min_diameter_mm: float = 10.0, *, hu: np.ndarray | None = None,
                    liver: np.ndarray | None = None) -> dict[str, int]:
@@ -130,14 +138,9 @@ def detect_lesions(predicted: np.ndarray, truth: np.ndarray, spacing_xyz: Sequen
     structure = np.ones((3, 3, 3), bool)
     truth_components, truth_count = ndimage.label(truth, structure)
     predicted_components, predicted_count = ndimage.label(predicted, structure)
-    sz, sy, sx = spacing_xyz[2], spacing_xyz[1], spacing_xyz[0]
     counted = detected = low_counted = low_detected = 0
     for index, box in enumerate(ndimage.find_objects(truth_components), start=1):
-        if box is None:
-            continue
-        extent = max((box[0].stop - box[0].start) * sz, (box[1].stop - box[1].start) * sy,
-                     (box[2].stop - box[2].start) * sx)
-        if extent < min_diameter_mm:
+        if box is None or largest_extent_mm(box, spacing_xyz) < min_diameter_mm:
             continue
         counted += 1
         found = bool(predicted[box][truth_components[box] == index].any())

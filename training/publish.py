@@ -208,13 +208,14 @@ def _heldout_lesion_filter_table(work: Path, heldout: Path, models_out: Path, mo
                                  log) -> None:
     """For the card: detection on the held-out scans at every filter threshold (the threshold
     itself was chosen on the fitting scans, never here)."""
-    from training.lesion_filter import collect, threshold_table
+    from training.lesion_filter import collect, spec_from_result, threshold_table
 
     path = work / "runs" / model_id / LESION_FILTER_RESULT
     saved = json.loads(path.read_text())
-    weight = saved["spec"].get("tumour_weight", 1.0)
+    spec = spec_from_result(saved)
     saved["heldout_table"] = threshold_table(
-        collect(heldout, model_id, log=log, models_dir=models_out, tumour_weight=weight), saved)
+        collect(heldout, model_id, log=log, models_dir=models_out,
+                tumour_weight=spec.tumour_weight), spec)
     path.write_text(json.dumps(saved, indent=1))
 
 
