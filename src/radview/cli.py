@@ -364,10 +364,14 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         for lesion in findings.lesions:
             print(f"  lesion {lesion.id}: {lesion.long_axis.value:.1f} x "
                   f"{lesion.short_axis.value:.1f} mm, {lesion.volume.value:.2f} mL")
-        if manifest.lesion_filter is not None and seg.lesions_set_aside is not None:
-            print(f"  lesion filter: {seg.lesions_set_aside} candidate region(s) below "
+        if manifest.lesion_filter is not None and seg.set_aside is not None:
+            print(f"  lesion filter: {len(seg.set_aside)} candidate region(s) below "
                   f"{manifest.lesion_filter.threshold:.0%} lesion probability set aside "
                   "(labelled liver)")
+            for candidate in seg.set_aside:
+                print(f"    set aside: slice index {candidate.slice_index}, "
+                      f"{candidate.volume_ml:.2f} mL, P(lesion) "
+                      f"{candidate.lesion_probability:.0%}")
     if result.staging is not None:
         ranked = ", ".join(f"{name} {p:.0%}" for name, p in result.staging.probabilities.items())
         print(f"liver disease stage (model {result.staging.model_id}, decision support): "

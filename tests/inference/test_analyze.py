@@ -136,8 +136,12 @@ def test_cli_analyze_says_what_the_lesion_filter_set_aside(series, tmp_path, cap
     assert "0 lesion(s)" in printed.out
     assert ("lesion filter: 1 candidate region(s) below 50% lesion probability set aside "
             "(labelled liver)") in printed.out
+    assert "    set aside: slice index " in printed.out and "P(lesion) " in printed.out
     [entry] = json.loads((out / "measurements.json").read_text(encoding="utf-8"))["models"]
     assert entry["lesions_set_aside"] == 1 and entry["lesion_filter_threshold"] == 0.5
+    [where] = entry["set_aside"]  # for batch users: where to look
+    assert where["volume_ml"] > 0 and 0 <= where["lesion_probability"] < 0.5
+    assert len(where["position_lps"]) == 3 and 0 <= where["slice_index"] < 16
     assert "lesion filter gave less than a 50 % probability of being a lesion (1 in this scan)" \
         in _report_words(out)
 

@@ -106,14 +106,19 @@ def _probability_spec(threshold: float) -> LesionFilterSpec:
 def test_filter_turns_unlikely_components_into_liver_in_place():
     labels, hu, probability, masks = _scene()
     before = labels.copy()
-    removed = filter_lesions(labels, hu, probability, SPACING, _probability_spec(0.5))
-    assert removed == 1  # the edge sphere (mean probability 0.4)
+    [removed] = filter_lesions(labels, hu, probability, SPACING, _probability_spec(0.5))
+    # the edge sphere (mean probability 0.4; P(lesion) = sigmoid(10 (0.4 - 0.5)))
+    assert removed.lesion_probability == pytest.approx(1 / (1 + np.exp(1.0)))
+    assert removed.volume_mm3 == pytest.approx(0.5 * 4 / 3 * np.pi * 7 ** 3, rel=0.2)
+    z, y, x = removed.centre_zyx  # its centre of mass, in array indices (z, y, x)
+    assert z * SPACING[2] == pytest.approx(40, abs=1) and y * SPACING[1] == pytest.approx(60, abs=1)
+    assert 75 < x * SPACING[0] < 80  # the half inside the liver, left of the face at 80 mm
     assert np.all(labels[masks["edge"]] == LiverLabel.LIVER)
     assert np.all(labels[masks["deep"]] == LiverLabel.TUMOUR)
     assert np.all(labels[np.broadcast_to(masks["rod"], labels.shape)] == LiverLabel.TUMOUR)
     unchanged = ~masks["edge"]
     assert np.array_equal(labels[unchanged], before[unchanged])
-    assert filter_lesions(labels, hu, probability, SPACING, _probability_spec(0.0)) == 0
+    assert filter_lesions(labels, hu, probability, SPACING, _probability_spec(0.0)) == ()
 
 
 def _two_tumour_phantom():
@@ -154,6 +159,12 @@ def test_the_pipeline_applies_the_manifests_filter(tmp_path):
     result = segment(volume, model, sessions, device="cpu")
     filtered = result.labels.voxels
     assert result.lesions_set_aside == 1
+    [candidate] = result.set_aside  # where the small tumour was, for the user to look at
+    centre = volume.index_to_world(np.argwhere(small).mean(axis=0)[::-1])
+    assert np.allclose(candidate.position_lps, centre, atol=1.0)
+    assert candidate.slice_index == round(np.argwhere(small).mean(axis=0)[0])
+    assert candidate.volume_ml == pytest.approx(4 / 3 * np.pi * 5.5 ** 3 / 1000, rel=0.3)
+    assert candidate.lesion_probability < 0.5
     provenance = models_provenance(model, result, None, None)[0]
     assert provenance["lesion_filter_threshold"] == 0.5 and provenance["lesions_set_aside"] == 1
     assert "lesions_set_aside" not in models_provenance(model, unfiltered, None, None)[0]

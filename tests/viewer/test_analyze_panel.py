@@ -10,6 +10,8 @@ import pytest
 
 pytest.importorskip("onnx")
 
+from PySide6.QtCore import Qt
+
 from radview.core.errors import LoadCancelled
 from radview.core.viewer_state import ViewerState
 from radview.inference import runtime
@@ -90,7 +92,24 @@ def test_the_status_says_how_many_candidates_the_lesion_filter_set_aside(qtbot, 
     assert result.lesions_set_aside == 1
     assert not np.any(state.labels.volume.voxels == 2)  # shown as liver
     assert ("Lesion filter: 1 candidate region(s) below 50 % lesion probability set aside "
-            "(shown as liver).") in panel.status.text()
+            "(shown as liver; listed below).") in panel.status.text()
+    # the radiologist can still go and look at it: the list names it, Enter jumps there
+    assert not panel.set_aside_list.isHidden() and panel.set_aside_list.count() == 1
+    [candidate] = result.set_aside
+    item = panel.set_aside_list.item(0)
+    assert item.text().startswith(f"slice {candidate.slice_index + 1} · ")
+    assert "P(lesion)" in item.text()
+    state.cursor = (0.0, 0.0, 0.0)
+    panel.set_aside_list.setCurrentRow(0)
+    qtbot.keyClick(panel.set_aside_list, Qt.Key.Key_Return)
+    assert np.allclose(state.cursor, candidate.position_lps)
+    # a run that sets nothing aside hides the list again
+    install_band_model(folder, lesion_filter_bias=0.0)  # keeps every component
+    panel.refresh_models()
+    with qtbot.waitSignal(panel.models_listed, timeout=TIMEOUT_MS):
+        pass
+    _run(qtbot, panel)
+    assert panel.set_aside_list.isHidden() and panel.set_aside_list.count() == 0
 
 
 def test_no_liver_is_a_message_and_labels_are_still_set(qtbot, sessions, models_dir):

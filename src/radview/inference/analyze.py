@@ -357,8 +357,9 @@ def models_provenance(model: RegisteredModel, segmentation: SegmentationResult,
                       ) -> list[dict[str, object]]:
     """One entry per model that ran (id, version, sha256, task, provider, seconds, fallback
     reason): the segmentation model first (with ``segments_tumour``: whether it can find
-    lesions at all; with a lesion filter, its ``lesion_filter_threshold`` and the
-    ``lesions_set_aside`` in this scan), then staging and triage when they ran."""
+    lesions at all; with a lesion filter, its ``lesion_filter_threshold``, how many
+    ``lesions_set_aside`` in this scan and where: ``set_aside``), then staging and triage when
+    they ran."""
     manifest = model.manifest
     entries: list[dict[str, object]] = [{
         "id": manifest.id, "version": manifest.version, "sha256": manifest.sha256,
@@ -366,9 +367,13 @@ def models_provenance(model: RegisteredModel, segmentation: SegmentationResult,
         "provider": segmentation.provider, "seconds": segmentation.seconds,
         "fallback_reason": segmentation.fallback_reason,
     }]
-    if manifest.lesion_filter is not None and segmentation.lesions_set_aside is not None:
-        entries[0].update(lesion_filter_threshold=manifest.lesion_filter.threshold,
-                          lesions_set_aside=segmentation.lesions_set_aside)
+    if manifest.lesion_filter is not None and segmentation.set_aside is not None:
+        entries[0].update(
+            lesion_filter_threshold=manifest.lesion_filter.threshold,
+            lesions_set_aside=len(segmentation.set_aside),
+            set_aside=[{"slice_index": c.slice_index, "position_lps": list(c.position_lps),
+                        "volume_ml": c.volume_ml, "lesion_probability": c.lesion_probability}
+                       for c in segmentation.set_aside])
     for task, run in (("staging", staging), ("triage", triage)):
         if run is not None:
             entries.append({

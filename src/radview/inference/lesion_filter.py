@@ -20,8 +20,8 @@ from scipy import ndimage
 
 from radview.core.labelmap import LiverLabel
 
-__all__ = ["FEATURES", "LesionFilterSpec", "component_features", "lesion_probabilities",
-           "filter_lesions"]
+__all__ = ["FEATURES", "LesionFilterSpec", "SetAside", "component_features",
+           "lesion_probabilities", "filter_lesions"]
 
 #: The component features, in the order the manifest's ``mean``/``scale``/``weights`` follow.
 FEATURES = (
@@ -124,14 +124,33 @@ def lesion_probabilities(features: np.ndarray, spec: LesionFilterSpec) -> np.nda
     return 1.0 / (1.0 + np.exp(-(z @ np.asarray(spec.weights) + spec.bias)))
 
 
+@dataclass(frozen=True)
+class SetAside:
+    """A tumour component the filter turned into liver: where it was (its centre of mass as a
+    continuous (z, y, x) index of the array it was found in), its size and its score."""
+
+    centre_zyx: tuple[float, float, float]
+    volume_mm3: float
+    lesion_probability: float
+
+
 def filter_lesions(labels: np.ndarray, hu: np.ndarray, tumour_probability: np.ndarray,
-                   spacing_xyz: tuple[float, float, float], spec: LesionFilterSpec) -> int:
+                   spacing_xyz: tuple[float, float, float], spec: LesionFilterSpec
+                   ) -> tuple[SetAside, ...]:
     """Turn tumour components that ``spec`` judges unlikely lesions into liver, in place
-    (``labels`` may be a view); returns how many were removed."""
+    (``labels`` may be a view); returns what was set aside, most likely lesion first."""
     components, count, features = component_features(labels, hu, tumour_probability,
                                                       spacing_xyz)
     if count == 0:
-        return 0
-    rejected = np.concatenate([[False], lesion_probabilities(features, spec) < spec.threshold])
-    labels[rejected[components]] = LiverLabel.LIVER
-    return int(rejected.sum())
+        return ()
+    probabilities = lesion_probabilities(features, spec)
+    rejected = np.flatnonzero(probabilities < spec.threshold) + 1  # component labels
+    if rejected.size == 0:
+        return ()
+    centres = ndimage.center_of_mass(np.ones(labels.shape, bool), components, rejected)
+    set_aside = [SetAside(tuple(float(c) for c in centre),
+                          float(np.exp(features[index - 1, 0])),
+                          float(probabilities[index - 1]))
+                 for index, centre in zip(rejected, centres, strict=True)]
+    labels[np.isin(components, rejected)] = LiverLabel.LIVER
+    return tuple(sorted(set_aside, key=lambda item: -item.lesion_probability))

@@ -54,7 +54,8 @@ neighbour label resampling gave. Then, on the source grid:
   component gets a probability of being a real lesion from its size, the model's tumour
   probability inside it, its contrast to the liver around it, its shape and its place at the
   liver's edge (:mod:`radview.inference.lesion_filter`); below the manifest's threshold it
-  becomes liver, and ``SegmentationResult.lesions_set_aside`` counts it.
+  becomes liver, and ``SegmentationResult.set_aside`` says where it was (for the user to
+  look at).
 
 An empty result (no liver) is not an error here; the caller reports "no liver found".
 """
@@ -72,7 +73,7 @@ from scipy import ndimage
 from radview.core.errors import LoadCancelled, RadviewError
 from radview.core.labelmap import LiverLabel
 from radview.core.volume import Rescale, Volume
-from radview.inference.lesion_filter import filter_lesions
+from radview.inference.lesion_filter import SetAside, filter_lesions
 from radview.inference.manifest import ModelManifest, OutputKind
 from radview.inference.registry import RegisteredModel, check_modality
 from radview.inference.runtime import SessionCache
@@ -84,6 +85,7 @@ __all__ = [
     "TUMOUR_MIN_VOLUME_MM3",
     "UnsupportedModelError",
     "SegmentationResult",
+    "SetAsideCandidate",
     "segment",
     "postprocess_liver",
     "segments_tumour",
@@ -132,12 +134,37 @@ class SegmentationResult:
     warnings: tuple[str, ...] = field(default_factory=tuple)
     #: (z, y, x) uint8 (255 = 1) on the source grid, only when asked for
     tumour_probability: np.ndarray | None = None
-    #: tumour components the manifest's lesion filter turned into liver (None: no filter ran)
-    lesions_set_aside: int | None = None
+    #: tumour components the manifest's lesion filter turned into liver, most likely lesion
+    #: first (None: no filter ran)
+    set_aside: tuple[SetAsideCandidate, ...] | None = None
 
     @property
     def has_liver(self) -> bool:
         return bool(np.any(self.labels.voxels == LiverLabel.LIVER))
+
+    @property
+    def lesions_set_aside(self) -> int | None:
+        """How many candidates the lesion filter set aside (None: no filter ran)."""
+        return None if self.set_aside is None else len(self.set_aside)
+
+
+@dataclass(frozen=True)
+class SetAsideCandidate:
+    """A tumour candidate the lesion filter set aside (labelled liver), for the user to look
+    at: its centre (LPS mm), the source slice (array axis 0) it lies on, its volume and the
+    filter's probability that it is a lesion."""
+
+    position_lps: tuple[float, float, float]
+    slice_index: int
+    volume_ml: float
+    lesion_probability: float
+
+
+def _candidate(volume: Volume, item: SetAside, crop: tuple[slice, ...]) -> SetAsideCandidate:
+    z, y, x = (c + s.start for c, s in zip(item.centre_zyx, crop, strict=True))
+    position = volume.index_to_world((x, y, z))
+    return SetAsideCandidate(tuple(float(v) for v in position), int(round(z)),
+                             item.volume_mm3 / 1000.0, item.lesion_probability)
 
 
 # ---------------------------------------------------------------------------- segment
@@ -258,13 +285,13 @@ def segment(
     _postprocess_into(labels[crop], volume.spacing)
     set_aside = None
     if lesion_filter is not None and probability_out is not None:
-        set_aside = filter_lesions(labels[crop], volume.voxels[crop], probability_out,
-                                   volume.spacing, lesion_filter)
+        found = filter_lesions(labels[crop], volume.voxels[crop], probability_out,
+                               volume.spacing, lesion_filter)
+        set_aside = tuple(_candidate(volume, item, crop) for item in found)
     label_volume = volume.with_voxels(labels, rescale=Rescale(unit=""), warnings=(),
                                       display_inverted=False)
     return SegmentationResult(label_volume, provider, time.perf_counter() - started, fallback,
-                              tuple(warnings),
-                              tumour_probability, set_aside)
+                              tuple(warnings), tumour_probability, set_aside)
 
 
 # ---------------------------------------------------------------------------- preprocessing

@@ -25,6 +25,8 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QListWidget,
+    QListWidgetItem,
     QProgressBar,
     QPushButton,
     QToolButton,
@@ -135,6 +137,13 @@ class AnalyzePanel(QWidget):
         self.status = _plain_label("Looking for models…")
         self.warnings_label = _plain_label()
         self.warnings_label.hide()
+        # what the model's lesion filter set aside: the radiologist can still look at each
+        self.set_aside_list = QListWidget()
+        self.set_aside_list.setToolTip("Candidate regions the lesion filter set aside (labelled "
+                                       "liver). Double-click or Enter: go there")
+        self.set_aside_list.setMaximumHeight(110)
+        self.set_aside_list.itemActivated.connect(self._on_set_aside_activated)
+        self.set_aside_list.hide()
 
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -145,6 +154,7 @@ class AnalyzePanel(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status)
+        layout.addWidget(self.set_aside_list)
         layout.addWidget(self.warnings_label)
         layout.addStretch(1)
 
@@ -243,6 +253,7 @@ class AnalyzePanel(QWidget):
             self.force_check.show()
             return
         self.warnings_label.hide()
+        self._show_set_aside(())
         self.status.setText(f"Segmenting with {model.id} {model.manifest.version}…")
         self.progress_bar.setRange(0, 0)  # busy until the first batch reports
         self.progress_bar.show()
@@ -292,8 +303,9 @@ class AnalyzePanel(QWidget):
         if result.lesions_set_aside and model.manifest.lesion_filter is not None:
             line += (f"\nLesion filter: {result.lesions_set_aside} candidate region(s) below "
                      f"{100 * model.manifest.lesion_filter.threshold:.0f} % lesion probability "
-                     "set aside (shown as liver).")
+                     "set aside (shown as liver; listed below).")
         self.status.setText(line)
+        self._show_set_aside(result.set_aside or ())
         notes = list(result.warnings)
         if result.fallback_reason:
             notes.append(result.fallback_reason)
@@ -302,6 +314,20 @@ class AnalyzePanel(QWidget):
         self.warnings_label.setVisible(bool(notes))
         self.analysis_finished.emit(result)
         self.follow_up_finished.emit(follow_up)
+
+    def _show_set_aside(self, candidates) -> None:
+        self.set_aside_list.clear()
+        for candidate in candidates:
+            item = QListWidgetItem(
+                f"slice {candidate.slice_index + 1} · {candidate.volume_ml:.2f} mL · "
+                f"P(lesion) {100 * candidate.lesion_probability:.0f} %")
+            item.setData(Qt.ItemDataRole.UserRole, candidate.position_lps)
+            self.set_aside_list.addItem(item)
+        self.set_aside_list.setVisible(bool(candidates))
+
+    def _on_set_aside_activated(self, item: QListWidgetItem) -> None:
+        """Crosshair on the candidate's centre (all three views follow the state)."""
+        self._state.cursor = tuple(item.data(Qt.ItemDataRole.UserRole))
 
     def _on_failed(self, message: str) -> None:
         if self.sender() is not self._runner:
