@@ -2,7 +2,8 @@
 
     python -m training.tune_postprocess --data build/train/val_msd [--models-dir DIR]
 
-Segments every validation case once with no speck removal, then applies each candidate
+Segments every validation case once with no speck removal (and no lesion filter, which is
+fitted on top of the chosen threshold: training.lesion_filter), then applies each candidate
 threshold to that same output; each candidate's lesion sensitivity (>= 10 mm), false positives
 per scan and tumour Dice are printed, one JSON line each, and the candidate the rule below
 picks is printed last. The test split is never used here.
@@ -39,7 +40,9 @@ def _segment_all(data: Path, model, sessions: SessionCache, log=print) -> list[t
         if problem:
             log(f"skipped {name}: {problem}")
             continue
-        result = pipeline.segment(image, model, sessions, device="cpu", force=True)
+        # without the lesion filter: it is fitted afterwards, on what this threshold leaves
+        result = pipeline.segment(image, model, sessions, device="cpu", force=True,
+                                  apply_lesion_filter=False)
         outputs.append((result.labels.voxels, np.asarray(labels.voxels), image.spacing))
     return outputs
 
