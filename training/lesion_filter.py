@@ -90,7 +90,10 @@ class ScanComponents:
 
 def _scan_components(name: str, labels: np.ndarray, truth: np.ndarray, hu: np.ndarray,
                      probability: np.ndarray, spacing_xyz) -> ScanComponents:
-    components, count, features = component_features(labels, hu, probability, spacing_xyz)
+    found = component_features(labels, hu, probability, spacing_xyz)
+    count, features = found.count, found.features
+    components = np.zeros(labels.shape, np.int32)  # training only: the memory does not matter
+    components[found.box] = found.labels
     truth_tumour = truth == 2
     truth_components, _ = ndimage.label(truth_tumour, _CONNECTIVITY)
     counted_ids: dict[int, int] = {}  # truth component label -> counted lesion id

@@ -61,8 +61,13 @@ def _row(components, features, mask):
 
 def test_features_of_known_shapes():
     labels, hu, probability, masks = _scene()
-    components, count, features = component_features(labels, hu, probability, SPACING)
+    found = component_features(labels, hu, probability, SPACING)
+    count, features = found.count, found.features
+    components = np.zeros(labels.shape, np.int32)
+    components[found.box] = found.labels
     assert count == 3 and features.shape == (3, len(FEATURES))
+    for index in range(1, 4):  # centres of mass in the whole array's indices
+        assert np.allclose(found.centres_zyx[index - 1], np.argwhere(components == index).mean(0))
     deep = _row(components, features, masks["deep"])
     assert np.exp(deep["log_volume_mm3"]) == pytest.approx(4 / 3 * np.pi * 7 ** 3, rel=0.15)
     assert deep["mean_probability"] == pytest.approx(0.8) and deep["max_probability"] == 0.8
@@ -83,7 +88,8 @@ def test_a_lesion_without_liver_around_it_has_no_contrast_and_counts_as_average(
     labels[3:7, 10:20, 10:20] = LiverLabel.TUMOUR  # tumour alone: no liver shell
     hu = np.full(labels.shape, 50.0, np.float32)
     probability = np.full(labels.shape, 255, np.uint8)
-    _, count, features = component_features(labels, hu, probability, SPACING)
+    found = component_features(labels, hu, probability, SPACING)
+    count, features = found.count, found.features
     assert count == 1
     names = list(FEATURES)
     for name in ("contrast_hu", "contrast_to_noise", "shell_sd_hu"):

@@ -20,7 +20,7 @@ from scipy import ndimage
 
 from radview.core.labelmap import LiverLabel
 
-__all__ = ["FEATURES", "LesionFilterSpec", "SetAside", "component_features",
+__all__ = ["FEATURES", "LesionFilterSpec", "SetAside", "Components", "component_features",
            "lesion_probabilities", "filter_lesions"]
 
 #: The component features, in the order the manifest's ``mean``/``scale``/``weights`` follow.
@@ -63,26 +63,51 @@ class LesionFilterSpec:
                 "tumour_weight": self.tumour_weight}
 
 
+@dataclass(frozen=True)
+class Components:
+    """The tumour components of a label array, labelled inside their common bounding ``box``
+    only (a whole-volume int32 label array would cost four bytes a voxel), with their
+    :data:`FEATURES` and centres of mass."""
+
+    labels: np.ndarray  # int32 component labels (1..count) of the array's ``box`` part
+    box: tuple[slice, slice, slice]
+    count: int
+    features: np.ndarray  # (count, F); NaN where a feature cannot be measured
+    centres_zyx: np.ndarray  # (count, 3) continuous indices of the whole array
+
+
 def component_features(labels: np.ndarray, hu: np.ndarray, tumour_probability: np.ndarray,
-                       spacing_xyz: tuple[float, float, float]
-                       ) -> tuple[np.ndarray, int, np.ndarray]:
+                       spacing_xyz: tuple[float, float, float]) -> Components:
     """The tumour components of ``labels`` (26-connected) and their :data:`FEATURES`.
 
     ``hu`` and ``tumour_probability`` (uint8, 255 = 1) lie on the same (z, y, x) grid as
-    ``labels``. Returns (component label array, count, features of shape (count, F)); a
-    feature that cannot be measured (a shell with too little liver) is NaN.
+    ``labels``. A feature that cannot be measured (a shell with too little liver) is NaN.
     """
     tumour = labels == LiverLabel.TUMOUR
-    components, count = ndimage.label(tumour, structure=_CONNECTIVITY)
-    features = np.full((count, len(FEATURES)), np.nan)
+    if not tumour.any():
+        empty = (slice(0, 0),) * 3
+        return Components(np.zeros((0, 0, 0), np.int32), empty, 0,
+                          np.zeros((0, len(FEATURES))), np.zeros((0, 3)))
     sz, sy, sx = spacing_xyz[2], spacing_xyz[1], spacing_xyz[0]
-    voxel_mm3 = sx * sy * sz
     margin = [int(np.ceil(SHELL_MM[1] / s)) + 1 for s in (sz, sy, sx)]
-    for index, box in enumerate(ndimage.find_objects(components), start=1):
-        if box is None:
+    # the tumour's bounding box, widened by the shell: every component's surroundings in it
+    box = tuple(slice(max(0, int(hits[0]) - m), min(n, int(hits[-1]) + 1 + m))
+                for hits, m, n in ((np.flatnonzero(tumour.any(axis=axes)), m, labels.shape[a])
+                                   for a, axes, m in ((0, (1, 2), margin[0]),
+                                                      (1, (0, 2), margin[1]),
+                                                      (2, (0, 1), margin[2]))))
+    del tumour
+    labels, hu, tumour_probability = labels[box], hu[box], tumour_probability[box]
+    components, count = ndimage.label(labels == LiverLabel.TUMOUR, structure=_CONNECTIVITY)
+    features = np.full((count, len(FEATURES)), np.nan)
+    centres = np.zeros((count, 3))
+    voxel_mm3 = sx * sy * sz
+    offset = np.array([b.start for b in box], float)
+    for index, found in enumerate(ndimage.find_objects(components), start=1):
+        if found is None:
             continue
         around = tuple(slice(max(0, b.start - m), min(n, b.stop + m))
-                       for b, m, n in zip(box, margin, labels.shape, strict=True))
+                       for b, m, n in zip(found, margin, labels.shape, strict=True))
         inside = components[around] == index
         distance = ndimage.distance_transform_edt(~inside, sampling=(sz, sy, sx))
         organ = labels[around] > 0
@@ -91,8 +116,10 @@ def component_features(labels: np.ndarray, hu: np.ndarray, tumour_probability: n
         ring = (distance > 0) & (distance <= EDGE_RING_MM)
         values = hu[around][inside].astype(np.float64)
         probability = tumour_probability[around][inside].astype(np.float64) / 255.0
+        points = np.argwhere(inside)
+        centres[index - 1] = points.mean(axis=0) + [a.start for a in around] + offset
         row = features[index - 1]
-        row[0] = np.log(inside.sum() * voxel_mm3)
+        row[0] = np.log(len(points) * voxel_mm3)
         row[1] = probability.mean()
         row[2] = probability.max()
         if shell.sum() >= MIN_SHELL_VOXELS:
@@ -101,9 +128,9 @@ def component_features(labels: np.ndarray, hu: np.ndarray, tumour_probability: n
             row[3] = values.mean() - surrounding.mean()
             row[4] = abs(row[3]) / spread
             row[5] = spread
-        row[6] = _roundness(np.argwhere(inside) * np.array([sz, sy, sx]))
+        row[6] = _roundness(points * np.array([sz, sy, sx]))
         row[7] = float((ring & ~organ).sum()) / max(1, int(ring.sum()))
-    return components, count, features
+    return Components(components, box, count, features, centres)
 
 
 def _roundness(points_mm: np.ndarray) -> float:
@@ -139,18 +166,16 @@ def filter_lesions(labels: np.ndarray, hu: np.ndarray, tumour_probability: np.nd
                    ) -> tuple[SetAside, ...]:
     """Turn tumour components that ``spec`` judges unlikely lesions into liver, in place
     (``labels`` may be a view); returns what was set aside, most likely lesion first."""
-    components, count, features = component_features(labels, hu, tumour_probability,
-                                                      spacing_xyz)
-    if count == 0:
+    found = component_features(labels, hu, tumour_probability, spacing_xyz)
+    if found.count == 0:
         return ()
-    probabilities = lesion_probabilities(features, spec)
-    rejected = np.flatnonzero(probabilities < spec.threshold) + 1  # component labels
-    if rejected.size == 0:
+    probabilities = lesion_probabilities(found.features, spec)
+    rejected = probabilities < spec.threshold
+    if not rejected.any():
         return ()
-    centres = ndimage.center_of_mass(np.ones(labels.shape, bool), components, rejected)
-    set_aside = [SetAside(tuple(float(c) for c in centre),
-                          float(np.exp(features[index - 1, 0])),
-                          float(probabilities[index - 1]))
-                 for index, centre in zip(rejected, centres, strict=True)]
-    labels[np.isin(components, rejected)] = LiverLabel.LIVER
+    set_aside = [SetAside(tuple(float(c) for c in found.centres_zyx[i]),
+                          float(np.exp(found.features[i, 0])), float(probabilities[i]))
+                 for i in np.flatnonzero(rejected)]
+    turned = np.concatenate([[False], rejected])[found.labels]
+    labels[found.box][turned] = LiverLabel.LIVER
     return tuple(sorted(set_aside, key=lambda item: -item.lesion_probability))
