@@ -289,8 +289,9 @@ def main(argv: list[str] | None = None) -> int:
                                                             tumour_weight=weight)]
     result = fit_result(scans, sha256_of(find_model(args.model, None).onnx_path), weight)
     if result is None:
-        print(f"too few components to fit ({sum(len(s.features) for s in scans)}, need "
-              f"{MIN_COMPONENTS} of both kinds)", file=sys.stderr)
+        print(f"{', '.join(map(str, args.data))}: too few tumour components to fit a filter "
+              f"({sum(len(s.features) for s in scans)} in {len(scans)} scans; it needs "
+              f"{MIN_COMPONENTS}, true and false ones)", file=sys.stderr)
         return 2
     spec = spec_from_result(result)
     print(f"fitted on {len(scans)} scans, {result['fit_components']} components")

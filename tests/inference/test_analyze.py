@@ -4,8 +4,6 @@ real ONNX model installed in the (per-test) user models folder."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -34,6 +32,7 @@ from tests.inference.tiny_models import (
     phantom,
 )
 from tests.io.conftest import write_series
+from tests.pdf_text import pdf_words
 
 SERIES_UID = "1.2.826.0.1.3680043.8.498.1234567"
 PATIENT = "DOE^JANE"
@@ -43,12 +42,8 @@ CLINICAL = {"bilirubin_mg_dl": 1.2, "albumin_g_dl": 3.8, "inr": 1.1, "ascites": 
 
 
 def _report_words(out) -> str:
-    """The text of ``out/report.pdf`` (pdftotext), whitespace collapsed to single spaces."""
-    if shutil.which("pdftotext") is None:
-        pytest.skip("pdftotext (poppler-utils) is not installed")  # a failure in CI
-    text = subprocess.run(["pdftotext", str(out / "report.pdf"), "-"], check=True,
-                          capture_output=True, text=True).stdout
-    return " ".join(text.split())
+    """The words of ``out/report.pdf``."""
+    return pdf_words(out / "report.pdf")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from radview.io.open_study import load_label_map
 from radview.io.sample_study import write_sample_study
 from radview.report.tables import ExportError
 from radview.viewer.export_dialog import NO_PDFTOPPM, ExportDialog
+from tests.pdf_text import pdf_text
 
 pytestmark = pytest.mark.gui
 
@@ -114,15 +114,8 @@ def test_deidentified_export_has_no_patient_id(qtbot, dialog, tmp_path):
     _export(qtbot, dialog, deid)
     assert "de-identified" in dialog.status_label.text()
     assert (tmp_path / "data" / "deidentification.key").exists()
-    if shutil.which("pdftotext") is None:
-        pytest.skip("pdftotext (poppler-utils) not installed")
-
-    def text(pdf: Path) -> str:
-        return subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, check=True,
-                              timeout=30, text=True).stdout
-
-    assert PATIENT_ID in text(plain / "report.pdf")  # the check below can fail
-    assert PATIENT_ID not in text(deid / "report.pdf")
+    assert PATIENT_ID in pdf_text(plain / "report.pdf")  # the check below can fail
+    assert PATIENT_ID not in pdf_text(deid / "report.pdf")
 
 
 def test_implausible_clinical_value_is_marked_and_blocks_export(qtbot, dialog):
